@@ -99,6 +99,19 @@ def check_device(device: str | None) -> str:
     return device
 
 
+def module_for(device: str | None) -> ModuleType:
+    """NumPy for 'cpu' (or None), CuPy for 'cuda'."""
+    return numpy if check_device(device) == "cpu" else get_cupy()
+
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape NumPy broadcasting gives, or ValueError naming the shapes."""
+    try:
+        return tuple(numpy.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast") from None
+
+
 def to_device(a: Any, device: str) -> Any:
     """Move an array to ``device`` ('cpu' or 'cuda'); a no-op when it is already there."""
     device = check_device(device)

@@ -1,0 +1,56 @@
+"""``Function``: the pattern every differentiable op follows.
+
+An op is a class with two static methods that sit side by side::
+
+    class Mul(Function):
+        '''z = a * b;   dL/da = dL/dz * b,   dL/db = dL/dz * a'''
+
+        @staticmethod
+        def forward(ctx, a, b):           # raw arrays in, raw array out
+            ctx.save_for_backward(a, b)
+            return a * b
+
+        @staticmethod
+        def backward(ctx, g):             # dL/dz in, one dL/d(input) per input out
+            a, b = ctx.saved_tensors
+            return g * b, g * a
+
+``Mul.apply(x, y)`` unwraps the tensors, runs ``forward`` on their arrays, wraps the
+result and, when an input needs a gradient and recording is on, writes the node on
+the tape. ``backward`` may return gradients in the broadcast shape; the tape sums
+them back to each input's shape. ``None`` means "no gradient for this input".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .tape import TAPE, Node
+
+
+class Function:
+    @staticmethod
+    def forward(ctx: Node, *arrays: Any, **params: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Node, grad: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Any, **params: Any) -> Any:
+        from .tensor import Tensor
+
+        arrays = [None if t is None else t.data for t in inputs]
+        record = TAPE.enabled and any(t is not None and t.requires_grad for t in inputs)
+        ctx = Node(cls, inputs if record else None)
+        try:
+            out = cls.forward(ctx, *arrays, **params)
+        except ValueError as exc:
+            shapes = ", ".join("None" if a is None else str(tuple(a.shape)) for a in arrays)
+            raise ValueError(f"{cls.__name__} on shapes {shapes}: {exc}") from exc
+        if not record:
+            return Tensor._wrap(out, False, None)
+        ctx.seq = TAPE.next_seq
+        TAPE.next_seq += 1
+        return Tensor._wrap(out, True, ctx)

@@ -1,0 +1,141 @@
+"""The functional forms of the basic layers.
+
+    linear(x, W, b)      = x @ W + b                 W: (in, out), as on the board
+    embedding(ids, W)    = W[ids]                    backward: scatter-add into W's rows
+    dropout(x, p)        = x * m / (1 - p),  m_i ~ Bernoulli(1 - p)   (training only)
+    layer_norm(x, w, b)  = (x - mean) / sqrt(var + eps) * w + b       over the last axis
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from ..autograd import ops
+from ..autograd.function import Function
+from ..autograd.tensor import Tensor, matmul
+from ..backend import array_module, scatter_add
+
+__all__ = ["linear", "embedding", "dropout", "layer_norm"]
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x @ W + b with W of shape (in_features, out_features)."""
+    if x.shape[-1:] != weight.shape[:1]:
+        raise ValueError(
+            f"linear: input has {x.shape[-1] if x.ndim else 'no'} features (shape {x.shape}) "
+            f"but the weight expects {weight.shape[0]} (weight shape {weight.shape})"
+        )
+    y = matmul(x, weight)
+    return y if bias is None else y + bias
+
+
+class Embedding(Function):
+    """z = W[ids];   dL/dW[r] = sum of dL/dz at every position where ids == r"""
+
+    @staticmethod
+    def forward(ctx, weight, ids, padding_idx):
+        ctx.save_for_backward(ids)
+        ctx.shape, ctx.padding_idx = weight.shape, padding_idx
+        return weight[ids]
+
+    @staticmethod
+    def backward(ctx, g):
+        (ids,) = ctx.saved_tensors
+        xp = array_module(g)
+        gw = xp.zeros(ctx.shape, dtype=g.dtype)
+        # a repeated id must receive the sum of its gradients: unbuffered scatter-add
+        scatter_add(gw, ids.reshape(-1), g.reshape(-1, ctx.shape[1]))
+        if ctx.padding_idx is not None:
+            gw[ctx.padding_idx] = 0
+        return gw
+
+
+def embedding(ids: Any, weight: Tensor, padding_idx: int | None = None) -> Tensor:
+    """Rows of ``weight`` (num_embeddings, dim) picked by integer ``ids`` of any shape."""
+    data = ids.data if isinstance(ids, Tensor) else backend.as_array(ids, device=weight.device)
+    if data.dtype.kind not in "iu":
+        raise TypeError(f"embedding ids must be integers, got dtype {data.dtype}")
+    n = weight.shape[0]
+    if data.size:
+        lo, hi = int(data.min()), int(data.max())
+        if lo < 0 or hi >= n:
+            bad = lo if lo < 0 else hi
+            raise IndexError(
+                f"embedding id {bad} is out of range for a table of {n} rows (valid: 0..{n - 1})"
+            )
+    return Embedding.apply(weight, ids=data, padding_idx=padding_idx)
+
+
+class Dropout(Function):
+    """z = x * m / (1 - p);   dL/dx = dL/dz * m / (1 - p)"""
+
+    @staticmethod
+    def forward(ctx, x, p):
+        xp = array_module(x)
+        keep = backend.generator(xp).random(x.shape, dtype=x.dtype) >= p
+        scale = 1.0 / (1.0 - p) if p < 1 else 0.0
+        mask = keep * x.dtype.type(scale)
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx, g):
+        (mask,) = ctx.saved_tensors
+        return g * mask
+
+
+def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (identity in eval)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    return Dropout.apply(x, p=p)
+
+
+class LayerNorm(Function):
+    """y = xhat * w + b,  xhat = (x - mu) * r,  r = 1 / sqrt(var + eps)  (last axis, size D)
+
+    dL/dxhat = dL/dy * w
+    dL/dx    = r * (dL/dxhat - mean(dL/dxhat) - xhat * mean(dL/dxhat * xhat))
+    dL/dw    = sum over rows of dL/dy * xhat,    dL/db = sum over rows of dL/dy
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps):
+        xp = array_module(x)
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        r = 1.0 / xp.sqrt(var + eps)
+        xhat = xc * r
+        ctx.save_for_backward(xhat, r, weight)
+        y = xhat if weight is None else xhat * weight
+        return y if bias is None else y + bias
+
+    @staticmethod
+    def backward(ctx, g):
+        xhat, r, weight = ctx.saved_tensors
+        d = xhat.shape[-1]
+        gxhat = g if weight is None else g * weight
+        gx = r * (
+            gxhat
+            - gxhat.mean(axis=-1, keepdims=True)
+            - xhat * (gxhat * xhat).mean(axis=-1, keepdims=True)
+        )
+        rows_g = g.reshape(-1, d)
+        gw = None if weight is None else (rows_g * xhat.reshape(-1, d)).sum(axis=0)
+        gb = rows_g.sum(axis=0) if ctx.needs_input_grad[2] else None
+        return gx, gw, gb
+
+
+def layer_norm(
+    x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
+) -> Tensor:
+    """Normalise over the last axis to zero mean and unit (biased) variance, then scale and shift."""
+    d = x.shape[-1] if x.ndim else 0
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.shape != (d,):
+            raise ValueError(f"layer_norm: {name} has shape {p.shape}, expected ({d},) for input {x.shape}")
+    return LayerNorm.apply(x, weight, bias, eps=eps)
