@@ -109,7 +109,9 @@ def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     try:
         return tuple(numpy.broadcast_shapes(*shapes))
     except ValueError:
-        raise ValueError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast") from None
+        raise ValueError(
+            f"shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast"
+        ) from None
 
 
 def to_device(a: Any, device: str) -> Any:

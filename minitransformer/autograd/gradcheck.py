@@ -85,7 +85,8 @@ def gradcheck(
                     raise GradcheckError(
                         f"gradient of input {i} (shape {x.shape}) is wrong at index {index}: "
                         f"the tape gives {got:.10g}, central differences give {numeric:.10g} "
-                        f"(difference {got - numeric:.3g}, allowed {atol + rtol * abs(numeric):.3g})"
+                        f"(difference {got - numeric:.3g}, "
+                        f"allowed {atol + rtol * abs(numeric):.3g})"
                     )
     finally:
         for i, g in zip(checked, saved_grads):

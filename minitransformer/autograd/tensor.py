@@ -342,7 +342,9 @@ def _unwrap_index(index: Any) -> Any:
 def matmul(a: Tensor, b: Tensor) -> Tensor:
     """a @ b with NumPy's rules: a 1-D operand is treated as a row (left) or column (right)."""
     if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul needs arrays of at least 1 dimension, got shapes {a.shape} and {b.shape}")
+        raise ValueError(
+            f"matmul needs arrays of at least 1 dimension, got shapes {a.shape} and {b.shape}"
+        )
     if a.ndim == 1 and b.ndim == 1:
         return (a.reshape(1, -1) @ b.reshape(-1, 1)).reshape(())
     if a.ndim == 1:
@@ -356,7 +358,9 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 # ---------------------------------------------------------------- creation
 
 
-def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None) -> Tensor:
+def tensor(
+    data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None
+) -> Tensor:
     """Make a tensor from a list, scalar, NumPy/CuPy array or another tensor (copied)."""
     if isinstance(data, Tensor):
         data = data.data.copy()
@@ -368,19 +372,29 @@ def _creation(arr: Any, requires_grad: bool, device: str | None) -> Tensor:
     return t.requires_grad_(True) if requires_grad else t
 
 
-def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: str | None = None) -> Tensor:
+def zeros(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, device: str | None = None
+) -> Tensor:
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     xp = backend.module_for(device)
-    return _creation(xp.zeros(shape, dtype=dtype or backend.get_default_dtype()), requires_grad, device)
+    return _creation(
+        xp.zeros(shape, dtype=dtype or backend.get_default_dtype()), requires_grad, device
+    )
 
 
-def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: str | None = None) -> Tensor:
+def ones(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, device: str | None = None
+) -> Tensor:
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     xp = backend.module_for(device)
-    return _creation(xp.ones(shape, dtype=dtype or backend.get_default_dtype()), requires_grad, device)
+    return _creation(
+        xp.ones(shape, dtype=dtype or backend.get_default_dtype()), requires_grad, device
+    )
 
 
-def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: str | None = None) -> Tensor:
+def randn(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, device: str | None = None
+) -> Tensor:
     """Standard normal samples from the seeded generator (``mt.manual_seed``)."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     dtype = backend.resolve_dtype(dtype or backend.get_default_dtype())
@@ -388,7 +402,9 @@ def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: s
     return _creation(arr, requires_grad, device)
 
 
-def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: str | None = None) -> Tensor:
+def rand(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, device: str | None = None
+) -> Tensor:
     """Uniform samples in [0, 1) from the seeded generator."""
     shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     dtype = backend.resolve_dtype(dtype or backend.get_default_dtype())
@@ -399,4 +415,3 @@ def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False, device: st
 def arange(*args: Any, dtype: Any = None, device: str | None = None) -> Tensor:
     xp = backend.module_for(device)
     return Tensor(xp.arange(*args, dtype=dtype))
-

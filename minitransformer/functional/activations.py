@@ -13,7 +13,6 @@ the GPU). Masked entries (-inf) get probability 0; a row that is all -inf gives 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from ..autograd import ops
 from ..autograd.function import Function
@@ -47,7 +46,6 @@ class Gelu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        xp = array_module(x)
         cdf = 0.5 * (1.0 + erf(x * (1.0 / math.sqrt(2.0)))).astype(x.dtype)
         ctx.save_for_backward(x, cdf)
         return x * cdf

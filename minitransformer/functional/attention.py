@@ -29,7 +29,9 @@ __all__ = ["scaled_dot_product_attention", "topk_attention"]
 
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, mask: Any) -> Any:
     if q.ndim < 2 or k.ndim < 2 or v.ndim < 2:
-        raise ValueError(f"attention needs q, k, v of at least 2 dims, got {q.shape}, {k.shape}, {v.shape}")
+        raise ValueError(
+            f"attention needs q, k, v of at least 2 dims, got {q.shape}, {k.shape}, {v.shape}"
+        )
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"attention: queries have size {q.shape[-1]} (q {q.shape}) but keys have "

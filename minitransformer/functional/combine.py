@@ -1,8 +1,8 @@
 """Selecting and joining tensors.
 
-    masked_fill(x, mask, v) = v where mask else x      dL/dx = dL/dz where not mask
-    where(c, a, b)          = a where c else b         dL/da = dL/dz * c, dL/db = dL/dz * (1 - c)
-    concat / stack          join along an axis         dL/dx_i = its slice of dL/dz
+masked_fill(x, mask, v) = v where mask else x      dL/dx = dL/dz where not mask
+where(c, a, b)          = a where c else b         dL/da = dL/dz * c, dL/db = dL/dz * (1 - c)
+concat / stack          join along an axis         dL/dx_i = its slice of dL/dz
 """
 
 from __future__ import annotations
@@ -102,8 +102,13 @@ def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     nd = tensors[0].ndim
     axis = axis % nd
     for t in tensors[1:]:
-        if t.ndim != nd or any(a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != axis):
-            raise ValueError(f"concat along axis {axis}: shapes {tensors[0].shape} and {t.shape} differ off that axis")
+        if t.ndim != nd or any(
+            a != b for i, (a, b) in enumerate(zip(t.shape, tensors[0].shape)) if i != axis
+        ):
+            raise ValueError(
+                f"concat along axis {axis}: shapes {tensors[0].shape} and {t.shape} "
+                "differ off that axis"
+            )
     return Concat.apply(*tensors, axis=axis)
 
 

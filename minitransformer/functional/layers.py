@@ -1,9 +1,9 @@
 """The functional forms of the basic layers.
 
-    linear(x, W, b)      = x @ W + b                 W: (in, out), as on the board
-    embedding(ids, W)    = W[ids]                    backward: scatter-add into W's rows
-    dropout(x, p)        = x * m / (1 - p),  m_i ~ Bernoulli(1 - p)   (training only)
-    layer_norm(x, w, b)  = (x - mean) / sqrt(var + eps) * w + b       over the last axis
+linear(x, W, b)      = x @ W + b                 W: (in, out), as on the board
+embedding(ids, W)    = W[ids]                    backward: scatter-add into W's rows
+dropout(x, p)        = x * m / (1 - p),  m_i ~ Bernoulli(1 - p)   (training only)
+layer_norm(x, w, b)  = (x - mean) / sqrt(var + eps) * w + b       over the last axis
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from ..autograd import ops
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor, matmul
 from ..backend import array_module, scatter_add
@@ -133,9 +132,11 @@ class LayerNorm(Function):
 def layer_norm(
     x: Tensor, weight: Tensor | None = None, bias: Tensor | None = None, eps: float = 1e-5
 ) -> Tensor:
-    """Normalise over the last axis to zero mean and unit (biased) variance, then scale and shift."""
+    """Normalise the last axis to zero mean and unit (biased) variance; then scale and shift."""
     d = x.shape[-1] if x.ndim else 0
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and p.shape != (d,):
-            raise ValueError(f"layer_norm: {name} has shape {p.shape}, expected ({d},) for input {x.shape}")
+            raise ValueError(
+                f"layer_norm: {name} has shape {p.shape}, expected ({d},) for input {x.shape}"
+            )
     return LayerNorm.apply(x, weight, bias, eps=eps)

@@ -77,12 +77,20 @@ def cross_entropy(
 ) -> Tensor:
     """Cross-entropy of ``logits`` (..., C) against integer ``targets`` (...)."""
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        raise ValueError(
+            f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}"
+        )
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    t = targets.data if isinstance(targets, Tensor) else backend.as_array(targets, device=logits.device)
+    t = (
+        targets.data
+        if isinstance(targets, Tensor)
+        else backend.as_array(targets, device=logits.device)
+    )
     if t.dtype.kind not in "iu":
-        raise TypeError(f"cross_entropy: targets must be integer class indices, got dtype {t.dtype}")
+        raise TypeError(
+            f"cross_entropy: targets must be integer class indices, got dtype {t.dtype}"
+        )
     if logits.ndim < 1 or tuple(t.shape) != logits.shape[:-1]:
         raise ValueError(
             f"cross_entropy: logits of shape {logits.shape} need targets of shape "
