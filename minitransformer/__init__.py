@@ -1,11 +1,12 @@
 """minitransformer: a from-scratch transformer framework for learning.
 
+Usage::
+
     import minitransformer as mt
     from minitransformer import nn, optim, functional as F
 """
 
-from . import backend
-from . import functional
+from . import backend, functional, nn
 from .autograd import (
     GradcheckError,
     Tensor,
@@ -21,6 +22,7 @@ from .autograd import (
     zeros,
 )
 from .backend import get_default_dtype, gpu_available, manual_seed, set_default_dtype
+from .serialization import load, load_metadata, save
 
 __version__ = "0.1.0"
 
@@ -35,6 +37,10 @@ __all__ = [
     "get_default_dtype",
     "gpu_available",
     "gradcheck",
+    "load",
+    "load_metadata",
+    "nn",
+    "save",
     "is_grad_enabled",
     "manual_seed",
     "no_grad",
