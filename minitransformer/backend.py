@@ -220,6 +220,11 @@ def generator(xp: ModuleType = numpy) -> Any:
     return _generators.cpu if xp is numpy else _generators.gpu()
 
 
+def new_generator(seed: int) -> Any:
+    """A fresh CPU generator with its own seed (independent of ``manual_seed``)."""
+    return numpy.random.default_rng(seed)
+
+
 def get_rng_state() -> dict:
     """The CPU generator's state, so a checkpoint can resume bit-identically."""
     return {"seed": _generators.seed, "cpu": _generators.cpu.bit_generator.state}

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
+from .autograd.tensor import Tensor
 
 __all__ = ["save", "load", "load_metadata"]
 
@@ -32,7 +33,7 @@ def _to_numpy_state(state: Any) -> dict[str, np.ndarray]:
     for name, value in state.items():
         if not isinstance(name, str):
             raise TypeError(f"state dict keys must be strings, got {name!r}")
-        data = getattr(value, "data", value)  # a Tensor or a raw array
+        data = value.data if isinstance(value, Tensor) else value
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
             raise TypeError(f"state dict value {name!r} is a {type(value).__name__}, not an array")
         arrays[name] = np.ascontiguousarray(backend.to_numpy(data))
