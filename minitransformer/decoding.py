@@ -48,14 +48,20 @@ def _check(max_len: int, model: Any) -> None:
         raise ValueError(f"max_len={max_len} exceeds the model's positional max_len={limit} - 1")
 
 
-def _step_logits(model: Any, ys: Any, memory: Tensor, src: Any, cache: list | None) -> Any:
+def _step_logits(
+    model: Any, ys: Any, memory: Tensor, src: Any, cache: list | None, bos_id: int
+) -> Any:
     """Log-probabilities of the next token for each row of prefix ``ys`` (B, t): (B, V)."""
     if cache is None:
         logits = model.decode(ys, memory, src)[:, -1]
     else:
         t = ys.shape[1]
         logits = model.decode(ys[:, -1:], memory, src, cache=cache, offset=t - 1)[:, 0]
-    return F.log_softmax(logits, axis=-1).data
+    logp = F.log_softmax(logits, axis=-1).data
+    # a decoder never emits padding or <s>: they would change what the next steps mask
+    logp[:, model.pad_id] = -math.inf
+    logp[:, bos_id] = -math.inf
+    return logp
 
 
 def _trim(row: list[int], eos_id: int) -> list[int]:
@@ -84,7 +90,7 @@ def greedy_decode(
         ys = xp.full((b, 1), bos_id, dtype=xp.int64)
         done = xp.zeros(b, dtype=bool)
         for _ in range(max_len):
-            logp = _step_logits(model, ys, memory, src, cache)
+            logp = _step_logits(model, ys, memory, src, cache, bos_id)
             nxt = logp.argmax(axis=-1)
             nxt = xp.where(done, eos_id, nxt)  # finished rows keep emitting </s>
             ys = xp.concatenate([ys, nxt[:, None]], axis=1)
@@ -144,7 +150,7 @@ def _beam_one(model, src, bos_id, eos_id, k, max_len, alpha, use_cache) -> list[
             n = ys.shape[0]
             mem = memory if n == memory.shape[0] else memory[xp.zeros(n, dtype=xp.int64)]
             src_n = xp.broadcast_to(src, (n, src.shape[1]))
-            logp = _step_logits(model, ys, mem, src_n, cache).astype(xp.float64)  # (n, V)
+            logp = _step_logits(model, ys, mem, src_n, cache, bos_id).astype(xp.float64)  # (n, V)
             v = logp.shape[1]
             total = (scores[:, None] + logp).reshape(-1)
             best = xp.argsort(-total, kind="stable")[: 2 * k]  # room for beams that finish
@@ -217,7 +223,9 @@ def sample_decode(
         ys = xp.full((b, 1), bos_id, dtype=xp.int64)
         done = xp.zeros(b, dtype=bool)
         for _ in range(max_len):
-            logits = _step_logits(model, ys, memory, src, cache).astype(xp.float64) / temperature
+            logits = (
+                _step_logits(model, ys, memory, src, cache, bos_id).astype(xp.float64) / temperature
+            )
             if top_k is not None and top_k < logits.shape[1]:
                 kth = xp.sort(logits, axis=1)[:, -top_k]  # the k-th largest score per row
                 logits = xp.where(logits >= kth[:, None], logits, -math.inf)
