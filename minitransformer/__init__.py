@@ -6,7 +6,7 @@ Usage::
     from minitransformer import nn, optim, functional as F
 """
 
-from . import backend, functional, nn
+from . import backend, functional, nn, optim
 from .autograd import (
     GradcheckError,
     Tensor,
@@ -22,6 +22,7 @@ from .autograd import (
     zeros,
 )
 from .backend import get_default_dtype, gpu_available, manual_seed, set_default_dtype
+from .pipeline import pipeline
 from .serialization import load, load_metadata, save
 
 __version__ = "0.1.0"
@@ -40,6 +41,8 @@ __all__ = [
     "load",
     "load_metadata",
     "nn",
+    "optim",
+    "pipeline",
     "save",
     "is_grad_enabled",
     "manual_seed",
