@@ -36,7 +36,7 @@ def _to_numpy_state(state: Any) -> dict[str, np.ndarray]:
         data = value.data if isinstance(value, Tensor) else value
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
             raise TypeError(f"state dict value {name!r} is a {type(value).__name__}, not an array")
-        arrays[name] = np.ascontiguousarray(backend.to_numpy(data))
+        arrays[name] = np.require(backend.to_numpy(data), requirements="C")  # keeps 0-d shapes
     return arrays
 
 

@@ -45,13 +45,17 @@ class Module:
             raise RuntimeError(f"call super().__init__() in {type(self).__name__}.__init__ first")
         for registry in (self._parameters, self._modules, self._buffers):
             registry.pop(name, None)
+        is_list_of_modules = (
+            isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value)
+        )
+        if isinstance(value, (Parameter, Module)) or is_list_of_modules:
+            # a registered name must not be shadowed by an old plain attribute
+            self.__dict__.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
             self._modules[name] = value
-        elif (
-            isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value)
-        ):
+        elif is_list_of_modules:
             self._modules[name] = ModuleList(value)
         else:
             object.__setattr__(self, name, value)
@@ -173,15 +177,15 @@ class Module:
         return self
 
     def astype(self, dtype: Any) -> Module:
-        """Cast every floating parameter and buffer to ``dtype`` in place (e.g. 'float64')."""
+        """Cast every parameter to ``dtype`` in place (e.g. 'float64').
+
+        Buffers keep their dtype: the modules that own them cast what they use (the
+        positional table is kept in float64 so that casting never loses digits).
+        """
         dtype = backend.resolve_dtype(dtype)
-        for m in self.modules():
-            for p in m._parameters.values():
-                p.data = p.data.astype(dtype)
-                p.grad = None
-            for name, b in m._buffers.items():
-                if b.dtype.kind == "f":
-                    m._buffers[name] = b.astype(dtype)
+        for p in self.parameters():
+            p.data = p.data.astype(dtype)
+            p.grad = None
         return self
 
     def double(self) -> Module:

@@ -38,7 +38,8 @@ class SinusoidalPositionalEncoding(Module):
         if d_model < 1 or max_len < 1:
             raise ValueError(f"need positive d_model and max_len, got {d_model}, {max_len}")
         self.d_model, self.max_len = d_model, max_len
-        self.register_buffer("pe", sinusoidal_table(max_len, d_model))  # (max_len, d_model)
+        # kept in float64 so a float64 model adds the exact table; forward casts the slice
+        self.register_buffer("pe", sinusoidal_table(max_len, d_model, dtype="float64"))
         self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, offset: int = 0) -> Tensor:

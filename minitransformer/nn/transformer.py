@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import backend
 from ..autograd.tensor import Tensor
 from .attention import MultiHeadAttention
 from .dropout import Dropout
@@ -280,8 +281,11 @@ class Transformer(Module):
         if cache is None:
             tgt_mask = decoder_mask(tgt_ids, self.pad_id)
         else:
-            # the one new query may attend to every cached key (all earlier, all real)
-            tgt_mask = None
+            # new token i (at position offset + i) may attend to every cached key and to
+            # the new tokens up to itself: the causal mask shifted by ``offset``
+            n = tgt_ids.shape[1]
+            xp = backend.array_module(tgt_ids.data if isinstance(tgt_ids, Tensor) else tgt_ids)
+            tgt_mask = xp.tril(xp.ones((n, offset + n), dtype=bool), k=offset)[None, None]
         y = self.decoder(
             self.embed(self.tgt_embed, tgt_ids, offset=offset),
             memory,
