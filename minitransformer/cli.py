@@ -135,10 +135,16 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     from .decoding import beam_search, greedy_decode
     from .train import load_translator
 
+    if args.beam < 1:
+        raise CLIError(f"--beam must be at least 1, got {args.beam}")
+    if args.max_len is not None and args.max_len < 1:
+        raise CLIError(f"--max-len must be at least 1, got {args.max_len}")
     model, src_tok, tgt_tok = load_translator(args.model)
-    max_len = args.max_len or model.pos.max_len - 2
+    # training kept sequences of up to max_len tokens; the positions allow max_len + 2
+    trained_len = model.pos.max_len - 2
+    max_len = trained_len if args.max_len is None else args.max_len
     for text in _texts(args):
-        ids = src_tok.encode(text)[: model.pos.max_len] or [src_tok.unk_id]
+        ids = src_tok.encode(text)[:trained_len] or [src_tok.unk_id]
         src, _ = pad_sequences([ids], pad_id=src_tok.pad_id)
         src = backend.as_array(src)
         if args.beam > 1:

@@ -37,6 +37,7 @@ from .autograd.tape import no_grad
 from .data import (
     make_batches,
     make_classification_batches,
+    pad_sequences,
     read_labeled_tsv,
     read_pairs_tsv,
     synthetic_pairs,
@@ -93,6 +94,21 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if value is None or default is None or f.name == "extra":
+                continue
+            expected = float if isinstance(default, float) else type(default)
+            ok = isinstance(value, expected) and not (
+                expected is not bool and isinstance(value, bool)
+            )
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                ok = True
+            if not ok:
+                raise ValueError(
+                    f"setting {f.name} must be a {expected.__name__}, "
+                    f"got {value!r} ({type(value).__name__})"
+                )
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.tokenizer not in TOKENIZERS:
@@ -119,7 +135,8 @@ class TrainConfig:
             raise ValueError(
                 f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}"
             )
-        backend.check_device(self.device)
+        if backend.check_device(self.device) == "cuda" and not backend.gpu_available():
+            raise ValueError("device 'cuda' was asked for, but CuPy or a CUDA GPU is not available")
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> TrainConfig:
@@ -348,7 +365,8 @@ class _Run:
 
     # -- one step
 
-    def loss_of(self, batch: Any) -> tuple[Any, int]:
+    def loss_of(self, batch: Any) -> tuple[Any, int, Any]:
+        """(loss, tokens the loss averages over, logits) of one batch."""
         c = self.config
         dev = c.device
         if c.task == "translate":
@@ -360,18 +378,18 @@ class _Run:
                 backend.to_device(batch.tgt_mask, dev), backend.to_device(batch.tgt_out, dev), -100
             )
             loss = F.cross_entropy(logits, targets, label_smoothing=c.label_smoothing)
-            return loss, batch.num_tgt_tokens
+            return loss, batch.num_tgt_tokens, logits
         logits = self.model(
             backend.to_device(batch.ids, dev), backend.to_device(batch.attention_mask, dev)
         )
         loss = F.cross_entropy(
             logits, backend.to_device(batch.labels, dev), label_smoothing=c.label_smoothing
         )
-        return loss, batch.num_tokens
+        return loss, batch.num_tokens, logits
 
     def train_step(self, batch: Any) -> tuple[float, int]:
         self.model.train()
-        loss, tokens = self.loss_of(batch)
+        loss, tokens, _ = self.loss_of(batch)
         loss.backward()
         optim.clip_grad_norm(self.model.parameters(), self.config.clip_norm)
         self.sched.step()
@@ -388,14 +406,12 @@ class _Run:
         total, count, correct, positions = 0.0, 0, 0, 0
         with no_grad():
             for batch in self.batches(0, "val"):
-                loss, _ = self.loss_of(batch)
+                loss, _, logits = self.loss_of(batch)
                 if c.task == "translate":
-                    logits = self.model(batch.src_ids, batch.tgt_in)
                     pred = backend.to_numpy(logits.data.argmax(axis=-1))
                     n = batch.num_tgt_tokens
                     correct += int(((pred == batch.tgt_out) & batch.tgt_mask).sum())
                 else:
-                    logits = self.model(batch.ids, batch.attention_mask)
                     pred = backend.to_numpy(logits.data.argmax(axis=-1))
                     n = batch.size
                     correct += int((pred == batch.labels).sum())
@@ -414,11 +430,8 @@ class _Run:
         return result
 
     def translate_ids(self, src: list[list[int]], batch_size: int = 128) -> list[list[int]]:
-        out = []
         order = sorted(range(len(src)), key=lambda i: len(src[i]))
         results: dict[int, list[int]] = {}
-        from .data import pad_sequences
-
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             ids, _ = pad_sequences([src[i] for i in idx], pad_id=self.src_tok.pad_id)
@@ -430,8 +443,7 @@ class _Run:
                 max_len=self.config.max_len + 1,
             )
             results.update(zip(idx, hyps))
-        out = [results[i] for i in range(len(src))]
-        return out
+        return [results[i] for i in range(len(src))]
 
     # -- checkpoints
 
@@ -479,7 +491,12 @@ class _Run:
             k[len("optimizer.") :]: v for k, v in arrays.items() if k.startswith("optimizer.")
         }
         self.opt.load_state_dict(optim.unflatten_state(opt_arrays, meta["optimizer"]))
-        self.sched.load_state_dict(meta["schedule"])
+        schedule = dict(meta["schedule"])
+        if self.config.schedule == "linear":
+            # resuming with more (or fewer) steps stretches the decay to the new end
+            schedule["total_steps"] = self.config.steps
+            schedule["warmup_steps"] = min(schedule["warmup_steps"], self.config.steps)
+        self.sched.load_state_dict(schedule)
         self.step, self.epoch, self.position = meta["step"], meta["epoch"], meta["position"]
         self.history = meta["history"]
         backend.set_rng_state(meta["rng"])
@@ -535,7 +552,7 @@ def train(
             window_tokens, window_start = 0, time.perf_counter()
     bar.close()
     evals = [h for h in run.history if "val_loss" in h]
-    final = evals[-1] if evals else run.evaluate()
+    final = dict(evals[-1]) if evals else run.evaluate()
     samples = _samples_and_plots(run)
     if c.task == "translate":
         from .metrics import bleu
@@ -543,7 +560,6 @@ def train(
         src, tgt = run.val_ids
         m = min(c.eval_examples, len(src))
         hyps = run.translate_ids(src[:m])
-        final = dict(final)
         final["val_bleu"] = bleu(
             [run.tgt_tok.decode(h) for h in hyps], [run.tgt_tok.decode(t) for t in tgt[:m]]
         )
