@@ -301,11 +301,6 @@ def test_missing_config_file(tmp_path):
     assert_one_line_error(code, stderr, "absent.toml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='bug: TrainConfig does not check value types, so steps = "ten" in a TOML file '
-    "raises TypeError ('<' between str and int), which the CLI does not catch",
-)
 def test_toml_value_of_the_wrong_type(tmp_path):
     config = write_toml(tmp_path / "run.toml", 'steps = "ten"\n')
     code, _, stderr = run_main(["train", "--config", config, "--out-dir", tmp_path / "run"])
@@ -313,11 +308,6 @@ def test_toml_value_of_the_wrong_type(tmp_path):
 
 
 @pytest.mark.skipif(backend.gpu_available(), reason="a GPU is present, so cuda is valid here")
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --device cuda without CuPy raises RuntimeError from backend.get_cupy, "
-    "which the CLI does not catch (a traceback instead of one line)",
-)
 def test_unavailable_device(tmp_path):
     code, _, stderr = run_main(["train", "--device", "cuda", "--out-dir", tmp_path / "run"])
     assert_one_line_error(code, stderr, "cuda")

@@ -233,12 +233,6 @@ def test_classify_end_to_end(classifier_run, sentiment_tsv):
     assert load_metadata(run.out_dir / "model.safetensors")["labels"] == ["0", "1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: train() adds 'train_seconds' to the last validation entry of the "
-    "classifier's history itself (final = evals[-1] is not copied), so the returned "
-    "history differs from history.json",
-)
 def test_classify_result_history_matches_history_json(classifier_run):
     assert classifier_run.history == read_history(classifier_run.out_dir)
 
@@ -336,11 +330,6 @@ def test_resume_with_more_steps_is_bit_identical(tmp_path, monkeypatch):
     assert_same_weights(tmp_path / "a", tmp_path / "b", "train_state.safetensors")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: resume restores LinearWarmupDecay's total_steps from the checkpoint, so "
-    "extending a linear-schedule run (--resume --steps 2N) trains every new step at lr=0",
-)
 def test_resume_with_more_steps_keeps_training_under_linear_schedule(tmp_path, monkeypatch):
     """The default schedule decays linearly to 0 at ``steps``. Asking a finished run
     for more steps must give those steps a learning rate above 0; else the extra
