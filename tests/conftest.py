@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+
+# pytest -n 2 runs two worker processes on two cores. A multi-threaded BLAS in each of
+# them oversubscribes the cores, and OpenBLAS's spinning threads then make small matrix
+# products up to 100x slower. One BLAS thread per worker uses the cores fully. This
+# must happen before NumPy (and so OpenBLAS) is first imported.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 from pathlib import Path
 
 import matplotlib
