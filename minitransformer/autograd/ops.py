@@ -95,6 +95,8 @@ class PowScalar(Function):
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
         p = ctx.p
+        if p == 0:
+            return g * 0  # d/da a^0 = 0 everywhere, also at a = 0 where p a^(p-1) is 0 * inf
         return g * p * a ** (p - 1)
 
 
@@ -276,7 +278,8 @@ class Sum(Function):
         ctx.shape = a.shape
         ctx.axes = _normalize_axis(axis, a.ndim)
         ctx.keepdims = keepdims
-        return a.sum(axis=ctx.axes, keepdims=keepdims)
+        # a full reduction gives a NumPy scalar: keep it a 0-d array like every other result
+        return array_module(a).asarray(a.sum(axis=ctx.axes, keepdims=keepdims))
 
     @staticmethod
     def backward(ctx, g):
@@ -296,7 +299,7 @@ class Mean(Function):
         for ax in ctx.axes:
             n *= a.shape[ax]
         ctx.n = n
-        return a.mean(axis=ctx.axes, keepdims=keepdims)
+        return array_module(a).asarray(a.mean(axis=ctx.axes, keepdims=keepdims))
 
     @staticmethod
     def backward(ctx, g):
@@ -313,13 +316,17 @@ class Max(Function):
 
     @staticmethod
     def forward(ctx, a, axis=None, keepdims=False):
-        if a.size == 0:
-            raise ValueError("max of an empty array is undefined")
         axes = _normalize_axis(axis, a.ndim)
+        if any(a.shape[ax] == 0 for ax in axes):
+            raise ValueError(
+                f"max over an empty axis is undefined (shape {tuple(a.shape)}, axis {axis})"
+            )
         z = a.max(axis=axes, keepdims=True)
         ctx.save_for_backward(a, z)
         ctx.axes, ctx.keepdims = axes, keepdims
-        return z if keepdims else z.reshape([n for i, n in enumerate(a.shape) if i not in axes])
+        if keepdims:
+            return z
+        return z.reshape([n for i, n in enumerate(a.shape) if i not in axes])
 
     @staticmethod
     def backward(ctx, g):

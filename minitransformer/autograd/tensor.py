@@ -362,9 +362,11 @@ def tensor(
     data: Any, requires_grad: bool = False, dtype: Any = None, device: str | None = None
 ) -> Tensor:
     """Make a tensor from a list, scalar, NumPy/CuPy array or another tensor (copied)."""
-    if isinstance(data, Tensor):
-        data = data.data.copy()
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+    source = data.data if isinstance(data, Tensor) else data
+    t = Tensor(source, dtype=dtype, device=device)
+    if t.data is source or t.data.base is not None:
+        t.data = t.data.copy()  # never share memory with the caller's array
+    return t.requires_grad_(True) if requires_grad else t
 
 
 def _creation(arr: Any, requires_grad: bool, device: str | None) -> Tensor:
@@ -414,4 +416,6 @@ def rand(
 
 def arange(*args: Any, dtype: Any = None, device: str | None = None) -> Tensor:
     xp = backend.module_for(device)
+    if dtype is None and any(isinstance(a, float) for a in args):
+        dtype = backend.get_default_dtype()  # Python floats take the default dtype
     return Tensor(xp.arange(*args, dtype=dtype))

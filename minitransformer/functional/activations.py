@@ -122,7 +122,7 @@ class LogSoftmax(Function):
     @staticmethod
     def forward(ctx, x, axis):
         xp = array_module(x)
-        m = xp.max(x, axis=axis, keepdims=True)
+        m = xp.max(x, axis=axis, keepdims=True) if x.size else x.sum(axis=axis, keepdims=True)
         m = xp.where(xp.isfinite(m), m, 0)
         shifted = x - m
         s = xp.sum(xp.exp(shifted), axis=axis, keepdims=True)

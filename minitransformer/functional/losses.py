@@ -46,7 +46,7 @@ class CrossEntropy(Function):
         ctx.shape = logits.shape
         if reduction == "none":
             return loss.reshape(targets.shape)
-        total = loss.sum()
+        total = xp.asarray(loss.sum())
         return total if reduction == "sum" else total / max(count, 1)
 
     @staticmethod
