@@ -18,8 +18,7 @@ from ..autograd import ops
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import array_module, erf
-from ..kernels.softmax import softmax_backward_reference as softmax_backward  # TODO(lead): kernel
-from ..kernels.softmax import softmax_reference as softmax_forward  # TODO(lead): kernel
+from ..kernels.softmax import softmax_backward, softmax_forward
 
 __all__ = ["relu", "gelu", "softmax", "log_softmax", "tanh", "sigmoid"]
 
