@@ -503,9 +503,16 @@ class _Run:
 
 
 def train(
-    config: TrainConfig, resume: bool = False, progress: bool = True, log: Any = print
+    config: TrainConfig,
+    resume: bool = False,
+    progress: bool = True,
+    log: Any = print,
+    plots: bool = True,
 ) -> TrainResult:
-    """Run (or resume) training as ``config`` says; returns the history and final metrics."""
+    """Run (or resume) training as ``config`` says; returns the history and final metrics.
+
+    ``plots=False`` skips drawing loss.png and attention.png (most of a tiny run's time).
+    """
     from tqdm.auto import tqdm
 
     start = time.perf_counter()
@@ -553,7 +560,7 @@ def train(
     bar.close()
     evals = [h for h in run.history if "val_loss" in h]
     final = dict(evals[-1]) if evals else run.evaluate()
-    samples = _samples_and_plots(run)
+    samples = _samples_and_plots(run, plots=plots)
     if c.task == "translate":
         from .metrics import bleu
 
@@ -569,11 +576,12 @@ def train(
     return TrainResult(run.out, run.history, final, samples, seconds)
 
 
-def _samples_and_plots(run: _Run, n: int = 5) -> list[tuple[str, str, str]]:
+def _samples_and_plots(run: _Run, n: int = 5, plots: bool = True) -> list[tuple[str, str, str]]:
     """Sample outputs on validation examples, and the loss curve and an attention map."""
-    from . import plots
+    from . import plots as draw
 
-    plots.plot_training_history(run.history, path=run.out / "loss.png")
+    if plots:
+        draw.plot_training_history(run.history, path=run.out / "loss.png")
     samples = []
     if run.config.task == "translate":
         src, tgt = run.val_ids
@@ -586,13 +594,14 @@ def _samples_and_plots(run: _Run, n: int = 5) -> list[tuple[str, str, str]]:
             with no_grad():
                 run.model(backend.as_array([s_ids]), backend.as_array([[run.tgt_tok.bos_id, *hyp]]))
             weights = backend.to_numpy(run.model.decoder.layers[-1].cross_attn.last_weights.data)[0]
-            plots.plot_attention_heads(
-                weights,
-                xlabels=run.src_tok.convert_ids_to_tokens(s_ids),
-                ylabels=run.tgt_tok.convert_ids_to_tokens([run.tgt_tok.bos_id, *hyp]),
-                title="cross-attention, last decoder layer",
-                path=run.out / "attention.png",
-            )
+            if plots:
+                draw.plot_attention_heads(
+                    weights,
+                    xlabels=run.src_tok.convert_ids_to_tokens(s_ids),
+                    ylabels=run.tgt_tok.convert_ids_to_tokens([run.tgt_tok.bos_id, *hyp]),
+                    title="cross-attention, last decoder layer",
+                    path=run.out / "attention.png",
+                )
     else:
         rows = run.val_set[:n]
         with no_grad():
@@ -612,13 +621,14 @@ def _samples_and_plots(run: _Run, n: int = 5) -> list[tuple[str, str, str]]:
             :, : len(ids), : len(ids)
         ]
         toks = run.tok.convert_ids_to_tokens(ids.tolist())
-        plots.plot_attention_heads(
-            weights,
-            xlabels=toks,
-            ylabels=toks,
-            title="self-attention, last encoder layer",
-            path=run.out / "attention.png",
-        )
+        if plots:
+            draw.plot_attention_heads(
+                weights,
+                xlabels=toks,
+                ylabels=toks,
+                title="self-attention, last encoder layer",
+                path=run.out / "attention.png",
+            )
     return samples
 
 
