@@ -27,6 +27,10 @@ from typing import Any
 
 from .tape import TAPE, Node
 
+# The Tensor class. ``tensor.py`` imports the ops, which import this module, so it
+# cannot be imported here; ``tensor.py`` fills it in once Tensor is defined.
+Tensor: Any = None
+
 
 class Function:
     @staticmethod
@@ -39,18 +43,27 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Any:
-        from .tensor import Tensor
-
-        arrays = [None if t is None else t.data for t in inputs]
-        record = TAPE.enabled and any(t is not None and t.requires_grad for t in inputs)
+        arrays = []
+        record = False
+        for t in inputs:  # one pass: unwrap the arrays, see whether any needs a gradient
+            if t is None:
+                arrays.append(None)
+            else:
+                arrays.append(t.data)
+                record = record or t.requires_grad
+        record = record and TAPE.enabled
         ctx = Node(cls, inputs if record else None)
         try:
             out = cls.forward(ctx, *arrays, **params)
         except ValueError as exc:
             shapes = ", ".join("None" if a is None else str(tuple(a.shape)) for a in arrays)
             raise ValueError(f"{cls.__name__} on shapes {shapes}: {exc}") from exc
-        if not record:
-            return Tensor._wrap(out, False, None)
-        ctx.seq = TAPE.next_seq
-        TAPE.next_seq += 1
-        return Tensor._wrap(out, True, ctx)
+        result = object.__new__(Tensor)
+        result.data, result.grad = out, None
+        if record:
+            ctx.seq = TAPE.next_seq
+            TAPE.next_seq += 1
+            result.requires_grad, result._node = True, ctx
+        else:
+            result.requires_grad, result._node = False, None
+        return result

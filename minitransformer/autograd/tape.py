@@ -29,6 +29,7 @@ __all__ = [
     "Node",
     "Tape",
     "backward",
+    "graph_nodes",
     "enable_grad",
     "is_grad_enabled",
     "no_grad",
@@ -160,7 +161,8 @@ def backward(root: Any, grad: Any, retain_graph: bool = False) -> None:
         for t, gi in zip(node.inputs, input_grads):
             if gi is None or t is None or not t.requires_grad:
                 continue
-            gi = sum_to(gi, t.shape)
+            if gi.shape != t.data.shape:
+                gi = sum_to(gi, t.data.shape)
             if t._node is None:
                 t._accumulate(gi)
             else:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
-from . import ops
+from . import function, ops
 from .tape import backward as _tape_backward
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "rand", "arange"]
@@ -326,6 +326,9 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> Tensor:
         return ops.GetItem.apply(self, index=_unwrap_index(index))
+
+
+function.Tensor = Tensor  # see function.py: op outputs are Tensors
 
 
 def _unwrap_index(index: Any) -> Any:
