@@ -80,7 +80,7 @@ class TrainConfig:
     pooling: str = "cls"
     batch_size: int = 64
     max_tokens: int | None = None
-    steps: int = 1500
+    steps: int = 1000
     lr: float = 2e-3
     schedule: str = "linear"  # "linear" (warmup + decay) or "noam"
     warmup_steps: int = 100
