@@ -10,8 +10,10 @@ import math
 import numpy as np
 from numba import vectorize
 
+from ._numba import CACHE
 
-@vectorize(["float32(float32)", "float64(float64)"], cache=True)
+
+@vectorize(["float32(float32)", "float64(float64)"], cache=CACHE)
 def _erf(x):
     return math.erf(x)
 
