@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # Lecture 13: a pretrained BERT in our own layers
+# # Lecture 14: a pretrained BERT in our own layers
 #
 # Everything so far was trained from random numbers. Real work starts from a model
 # someone else trained for weeks: its *weights* are just named arrays in a file, and

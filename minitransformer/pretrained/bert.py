@@ -300,10 +300,13 @@ class BertModel(Module):
         load_pretrained_weights(model, folder / "model.safetensors", allow_new=())
         return model
 
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
-        """Write config.json and model.safetensors with Hugging Face names."""
+    def save_pretrained(self, folder: str | os.PathLike, tokenizer: Any = None) -> None:
+        """Write config.json and model.safetensors with Hugging Face names (and the
+        tokenizer's vocab.txt when given, so the folder alone feeds ``mt.pipeline``)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
         self.config.to_json(folder / "config.json")
         save(ours_to_hf(self.state_dict()), folder / "model.safetensors")
 
@@ -403,9 +406,13 @@ class BertForSequenceClassification(Module):
             )
         return model
 
-    def save_pretrained(self, folder: str | os.PathLike) -> None:
+    def save_pretrained(self, folder: str | os.PathLike, tokenizer: Any = None) -> None:
+        """Write config.json (with the labels) and model.safetensors; with ``tokenizer``,
+        also its vocab.txt so the folder alone feeds ``mt.pipeline``."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
         if not self.config.id2label:
             self.config.id2label = {str(i): f"LABEL_{i}" for i in range(self.config.num_labels)}
         self.config.to_json(folder / "config.json", architecture="BertForSequenceClassification")
