@@ -127,7 +127,7 @@ def main() -> None:
         "bench_decode_cache_quick" if args.quick else "bench_decode_cache",
         rows,
         plot(rows),
-        model={k: v for k, v in model.config.items()},
+        model=dict(model.config),
         src_len=SRC_LEN,
         threads=args.threads,
     )

@@ -16,8 +16,9 @@ Each pair is timed twice: **forward** (inference, under ``no_grad``, both models
 training mode so that PyTorch takes the same path as ours rather than its fused
 inference kernel), and **forward + backward** (the backward of the output against a
 fixed random upstream gradient, i.e. one training step without the optimizer). The
-PyTorch model gets our weights (``nn.convert``), and both outputs and input gradients
-are checked to agree before anything is timed, so the two sides do the same work.
+PyTorch model gets our weights (``nn.convert``), and the outputs and a gradient (of
+the input, of the source embedding) are checked to agree before anything is timed, so
+the two sides do the same work.
 
 Candidates are called round-robin (``_common.timeit_stats``), so a burst of load from
 elsewhere slows both alike. The table gives the ratio of the medians (what a user
@@ -29,8 +30,8 @@ Ratios are ours / PyTorch: below 1 we are faster. The target is at most 1.5.
 configuration and prints (and saves in the JSON) the time spent in each op's forward
 and backward (``Function`` subclasses), and the top functions by own time.
 
-    python benchmarks/bench_layers.py            # a few minutes on 2 cores
-    python benchmarks/bench_layers.py --quick    # seconds: tiny sizes, few rounds
+    python benchmarks/bench_layers.py            # ~7 min on 2 cores shared with 2 other jobs
+    python benchmarks/bench_layers.py --quick    # tiny sizes, 2 rounds: start-up dominates
     python benchmarks/bench_layers.py --profile  # also profile ours at one config
 """
 
@@ -390,9 +391,10 @@ def main() -> None:
                     row["load_avg_1min"],
                 )
     table.print()
-    worst = max(r["ratio"] for r in rows)
-    verdict = "meets" if worst <= TARGET else "misses"
-    print(f"worst ours / torch = {worst:.2f}: {verdict} the target of {TARGET}x")
+    for key, what in (("ratio", "medians"), ("ratio_of_minima", "minima")):
+        worst = max(r[key] for r in rows)
+        verdict = "meets" if worst <= TARGET else "misses"
+        print(f"worst ours / torch ({what}) = {worst:.2f}: {verdict} the target of {TARGET}x")
     print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
 
     extra = {}
