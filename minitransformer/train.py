@@ -273,7 +273,12 @@ class _Run:
             raise ValueError(
                 f"need at least 2 examples to split into train and validation, got {len(examples)}"
             )
-        self.train_set, self.val_set = train_val_split(examples, c.val_fraction, seed=c.seed)
+        # Split by the input text: Tatoeba lists many English sentences with several
+        # French translations (and SST-2 repeats texts); every example of one input
+        # lands on the same side, so validation never scores an input seen in training.
+        self.train_set, self.val_set = train_val_split(
+            examples, c.val_fraction, seed=c.seed, key=lambda example: example[0]
+        )
         if c.task == "translate":
             self._prepare_translation(resume)
         else:

@@ -219,6 +219,24 @@ def test_translate_from_pairs_tsv_end_to_end(tmp_path):
     assert {src for src, _, _ in run.samples} <= english
 
 
+def test_split_keeps_every_translation_of_a_sentence_on_one_side(tmp_path):
+    """Tatoeba lists many English sentences with several French translations. A split
+    by pair would train on one translation and score the other: the held-out English
+    must be unseen in training."""
+    lines = write_pairs_tsv(tmp_path / "base.tsv").read_text().splitlines()
+    doubled = [line for line in lines for line in (line, line.replace("le ", "un ", 1))]
+    data = tmp_path / "eng-fra.tsv"
+    data.write_text("\n".join(doubled) + "\n", encoding="utf-8")
+    from minitransformer.train import _Run
+
+    run = _Run(tiny_config(tmp_path / "run", data=str(data), val_fraction=0.2), resume=False)
+    train_english = {src for src, _ in run.train_set}
+    val_english = {src for src, _ in run.val_set}
+    assert len(run.train_set) + len(run.val_set) == len(doubled)
+    assert val_english and not (train_english & val_english)
+    assert len(run.val_set) == 2 * len(val_english)  # both translations held out together
+
+
 def test_classify_end_to_end(classifier_run, sentiment_tsv):
     run = classifier_run
     assert_run_folder(run.out_dir, ("tokenizer.json",))
