@@ -72,9 +72,7 @@ def exact_match(pred_seqs: Sequence[Any], target_seqs: Sequence[Any]) -> float:
     before calling, since one extra token makes a sequence wrong.
     """
     if len(pred_seqs) != len(target_seqs):
-        raise ValueError(
-            f"got {len(pred_seqs)} predictions but {len(target_seqs)} targets"
-        )
+        raise ValueError(f"got {len(pred_seqs)} predictions but {len(target_seqs)} targets")
     if len(target_seqs) == 0:
         raise ValueError("exact_match needs at least one sequence")
 

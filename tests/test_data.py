@@ -217,8 +217,9 @@ def test_generated_pairs_obey_the_grammar(seed):
     pairs = toy_translation_pairs(150, seed)
     english_vocab, french_vocab = map(set, toy_vocabularies())
     french_genders = {fr: g for fr, g in NOUNS.values()}
-    determiner_genders = {form: "mf"[i] for forms in DETERMINERS.values()
-                          for i, form in enumerate(forms)}
+    determiner_genders = {
+        form: "mf"[i] for forms in DETERMINERS.values() for i, form in enumerate(forms)
+    }
     for english, french in pairs:
         assert 3 <= len(english.split(" ")) <= 10
         assert is_grammatical(english), english
@@ -235,9 +236,7 @@ def test_generated_pairs_obey_the_grammar(seed):
 
 def test_sentence_count_by_enumerating_noun_phrases():
     adjective_runs = [p for k in range(3) for p in itertools.permutations(ADJECTIVES, k)]
-    noun_phrases = [
-        (d, *adjs, n) for d in DETERMINERS for adjs in adjective_runs for n in NOUNS
-    ]
+    noun_phrases = [(d, *adjs, n) for d in DETERMINERS for adjs in adjective_runs for n in NOUNS]
     assert all(is_noun_phrase(list(np_)) for np_ in noun_phrases)
     endings = len(ADVERBS) + 1  # an adverb or none
     expected = (
@@ -252,8 +251,14 @@ def test_vocabularies_are_small_and_cover_the_lexicon():
     english, french = toy_vocabularies()
     assert len(english) < 100 and len(french) < 100
     assert len(english) == len(set(english))
-    for word in [*DETERMINERS, *NOUNS, *ADJECTIVES, *TRANSITIVE_VERBS, *INTRANSITIVE_VERBS,
-                 *ADVERBS]:
+    for word in [
+        *DETERMINERS,
+        *NOUNS,
+        *ADJECTIVES,
+        *TRANSITIVE_VERBS,
+        *INTRANSITIVE_VERBS,
+        *ADVERBS,
+    ]:
         assert word in english
 
 
@@ -266,8 +271,11 @@ def test_word_order_really_changes():
     """
     back = {fr: en for en, forms in {**DETERMINERS, **ADJECTIVES}.items() for fr in forms}
     back |= {fr: en for en, (fr, _) in NOUNS.items()}
-    back |= {fr: en for table in (TRANSITIVE_VERBS, INTRANSITIVE_VERBS, ADVERBS)
-             for en, fr in table.items()}
+    back |= {
+        fr: en
+        for table in (TRANSITIVE_VERBS, INTRANSITIVE_VERBS, ADVERBS)
+        for en, fr in table.items()
+    }
     pairs = toy_translation_pairs(2000, 11)
     reordered = 0
     for english, french in pairs:
@@ -316,8 +324,11 @@ text_field = st.text(
 
 
 @settings(max_examples=40, deadline=None)
-@given(pairs=st.lists(st.tuples(text_field, text_field), min_size=1, max_size=8),
-       newline=st.sampled_from(["\n", "\r\n"]), final_newline=st.booleans())
+@given(
+    pairs=st.lists(st.tuples(text_field, text_field), min_size=1, max_size=8),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    final_newline=st.booleans(),
+)
 def test_read_pairs_round_trip(pairs, newline, final_newline):
     with tempfile.TemporaryDirectory() as folder:
         content = newline.join(f"{a}\t{b}" for a, b in pairs) + (newline if final_newline else "")
@@ -491,9 +502,7 @@ def test_split_seed_matters_and_errors():
 # ---------------------------------------------------------------- batching
 
 id_lists = st.lists(st.integers(0, 40), min_size=0, max_size=15)
-corpora = st.lists(
-    st.tuples(id_lists.filter(len), id_lists), min_size=1, max_size=60
-)
+corpora = st.lists(st.tuples(id_lists.filter(len), id_lists), min_size=1, max_size=60)
 
 
 def check_row(ids_row, mask_row, expected, pad_id):
@@ -525,9 +534,17 @@ def test_seq2seq_batches_hold_every_example_once_with_exact_padding(
     if batch_size is None and max_tokens is None:
         batch_size = 4
     pad_id, bos_id, eos_id = 0, 41, 42
-    options = dict(pad_id=pad_id, bos_id=bos_id, eos_id=eos_id, batch_size=batch_size,
-                   max_tokens=max_tokens, bucket=bucket, shuffle=shuffle,
-                   pool_size=pool_size, seed=seed)
+    options = dict(
+        pad_id=pad_id,
+        bos_id=bos_id,
+        eos_id=eos_id,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        bucket=bucket,
+        shuffle=shuffle,
+        pool_size=pool_size,
+        seed=seed,
+    )
     batches = make_batches(src, tgt, **options)
     seen = np.concatenate([b.indices for b in batches])
     assert sorted(seen.tolist()) == list(range(len(corpus))), "each example exactly once"
@@ -554,13 +571,17 @@ def test_seq2seq_batches_hold_every_example_once_with_exact_padding(
 
 
 @settings(max_examples=40, deadline=None)
-@given(corpus=st.lists(st.tuples(id_lists.filter(len), st.integers(0, 4)), min_size=1,
-                       max_size=60),
-       batch_size=st.integers(1, 16), bucket=st.booleans(), seed=seeds)
+@given(
+    corpus=st.lists(st.tuples(id_lists.filter(len), st.integers(0, 4)), min_size=1, max_size=60),
+    batch_size=st.integers(1, 16),
+    bucket=st.booleans(),
+    seed=seeds,
+)
 def test_classification_batches(corpus, batch_size, bucket, seed):
     seqs, labels = [s for s, _ in corpus], [y for _, y in corpus]
-    batches = make_classification_batches(seqs, labels, pad_id=3, batch_size=batch_size,
-                                          bucket=bucket, seed=seed)
+    batches = make_classification_batches(
+        seqs, labels, pad_id=3, batch_size=batch_size, bucket=bucket, seed=seed
+    )
     assert sorted(np.concatenate([b.indices for b in batches]).tolist()) == list(range(len(seqs)))
     for b in batches:
         assert isinstance(b, ClassificationBatch)
@@ -579,8 +600,12 @@ def test_masks_come_from_lengths_not_from_pad_values():
 
 
 @settings(max_examples=40, deadline=None)
-@given(lengths=st.lists(st.integers(1, 50), min_size=1, max_size=300),
-       batch_size=st.integers(1, 32), pool_size=st.integers(1, 400), seed=seeds)
+@given(
+    lengths=st.lists(st.integers(1, 50), min_size=1, max_size=300),
+    batch_size=st.integers(1, 32),
+    pool_size=st.integers(1, 400),
+    seed=seeds,
+)
 def test_bucketing_bounds_the_padding(lengths, batch_size, pool_size, seed):
     """Sorted batches of size <= B from one pool waste at most B * (max - min) positions.
 

@@ -45,8 +45,7 @@ def test_accuracy_is_the_share_of_equal_positions(data, shape, classes):
 def test_accuracy_takes_the_argmax_of_scores(data, shape, classes):
     chosen = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(0, classes - 1)))
     target = data.draw(hnp.arrays(np.int64, shape, elements=st.integers(0, classes - 1)))
-    noise = data.draw(hnp.arrays(np.float64, shape + (classes,),
-                                 elements=st.floats(-0.4, 0.4)))
+    noise = data.draw(hnp.arrays(np.float64, shape + (classes,), elements=st.floats(-0.4, 0.4)))
     # One-hot of `chosen` plus noise smaller than 1/2: the argmax is `chosen`.
     scores = np.eye(classes)[chosen] + noise
     assert accuracy(scores, target) == accuracy(chosen, target)
@@ -82,8 +81,9 @@ def test_accuracy_errors():
 
 
 @settings(max_examples=40, deadline=None)
-@given(seqs=st.lists(st.lists(st.integers(0, 9), max_size=6), min_size=1, max_size=10),
-       data=st.data())
+@given(
+    seqs=st.lists(st.lists(st.integers(0, 9), max_size=6), min_size=1, max_size=10), data=st.data()
+)
 def test_exact_match(seqs, data):
     assert exact_match(seqs, seqs) == 1.0
     i = data.draw(st.integers(0, len(seqs) - 1))
@@ -137,8 +137,10 @@ def test_bleu_agrees_with_sacrebleu(seed, drop):
     sacrebleu = pytest.importorskip("sacrebleu")
     references = [f for _, f in toy_translation_pairs(30, seed)]
     # Damage the hypotheses a little: drop one word of every sentence.
-    hypotheses = [" ".join(w for j, w in enumerate(r.split()) if j != drop % len(r.split()))
-                  for r in references]
+    hypotheses = [
+        " ".join(w for j, w in enumerate(r.split()) if j != drop % len(r.split()))
+        for r in references
+    ]
     expected = sacrebleu.corpus_bleu(hypotheses, [references]).score
     got = bleu(hypotheses, references)
     assert got == pytest.approx(expected)

@@ -215,9 +215,7 @@ def collate_classification(
     label_arr = np.asarray(labels)
     if label_arr.ndim != 1 or label_arr.dtype.kind not in "iu" or label_arr.min() < 0:
         raise ValueError(f"labels must be integer class ids >= 0, got {list(labels)[:10]!r}")
-    return ClassificationBatch(
-        ids, mask, label_arr.astype(np.int64), _indices(indices, len(seqs))
-    )
+    return ClassificationBatch(ids, mask, label_arr.astype(np.int64), _indices(indices, len(seqs)))
 
 
 def _indices(indices: Sequence[int] | None, count: int) -> np.ndarray:
@@ -271,9 +269,7 @@ def batch_indices(
     if lengths.ndim == 1:
         lengths = lengths[:, None]
     if lengths.ndim != 2 or lengths.shape[0] == 0:
-        raise ValueError(
-            f"lengths must have shape (N,) or (N, k) with N >= 1, got {lengths.shape}"
-        )
+        raise ValueError(f"lengths must have shape (N,) or (N, k) with N >= 1, got {lengths.shape}")
     if batch_size is None and max_tokens is None:
         raise ValueError("give batch_size, max_tokens or both")
     limits = {"batch_size": batch_size, "max_tokens": max_tokens, "pool_size": pool_size}
@@ -332,13 +328,22 @@ def make_batches(
             raise ValueError(f"source sequence {i} is empty")
     lengths = [(len(s), len(t) + 1) for s, t in zip(src_seqs, tgt_seqs)]
     groups = batch_indices(
-        lengths, batch_size=batch_size, max_tokens=max_tokens, bucket=bucket,
-        shuffle=shuffle, pool_size=pool_size, seed=seed,
+        lengths,
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        bucket=bucket,
+        shuffle=shuffle,
+        pool_size=pool_size,
+        seed=seed,
     )
     return [
         collate_seq2seq(
-            [src_seqs[i] for i in g], [tgt_seqs[i] for i in g],
-            pad_id=pad_id, bos_id=bos_id, eos_id=eos_id, indices=g,
+            [src_seqs[i] for i in g],
+            [tgt_seqs[i] for i in g],
+            pad_id=pad_id,
+            bos_id=bos_id,
+            eos_id=eos_id,
+            indices=g,
         )
         for g in groups
     ]
@@ -363,8 +368,13 @@ def make_classification_batches(
         if len(seq) == 0:
             raise ValueError(f"text {i} is empty")
     groups = batch_indices(
-        [len(s) for s in seqs], batch_size=batch_size, max_tokens=max_tokens, bucket=bucket,
-        shuffle=shuffle, pool_size=pool_size, seed=seed,
+        [len(s) for s in seqs],
+        batch_size=batch_size,
+        max_tokens=max_tokens,
+        bucket=bucket,
+        shuffle=shuffle,
+        pool_size=pool_size,
+        seed=seed,
     )
     return [
         collate_classification(

@@ -36,9 +36,7 @@ def data_dir(required: bool = False) -> Path | None:
     if from_env:
         path = Path(from_env).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(
-                f"{DATA_DIR_ENV}={from_env!r} does not name an existing folder"
-            )
+            raise FileNotFoundError(f"{DATA_DIR_ENV}={from_env!r} does not name an existing folder")
         return path
     # This file is <repo root>/minitransformer/data/loaders.py.
     default = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -110,9 +108,7 @@ def read_pairs_tsv(path: str | os.PathLike, max_rows: int | None = None) -> list
     return pairs
 
 
-def read_labeled_tsv(
-    path: str | os.PathLike, max_rows: int | None = None
-) -> list[tuple[str, int]]:
+def read_labeled_tsv(path: str | os.PathLike, max_rows: int | None = None) -> list[tuple[str, int]]:
     """``[(sentence, label), ...]`` from a TSV file whose header names ``sentence`` and ``label``.
 
     Other columns are allowed and ignored (GLUE files sometimes add an ``index``), but

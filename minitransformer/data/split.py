@@ -27,9 +27,7 @@ T = TypeVar("T")
 
 def _num_val(count: int, val_fraction: float, what: str) -> int:
     if count < 2:
-        raise ValueError(
-            f"need at least 2 {what} to split into two non-empty parts, got {count}"
-        )
+        raise ValueError(f"need at least 2 {what} to split into two non-empty parts, got {count}")
     return min(max(math.floor(val_fraction * count + 0.5), 1), count - 1)
 
 

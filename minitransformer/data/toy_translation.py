@@ -202,8 +202,7 @@ def toy_sentence_count() -> int:
 
 def toy_vocabularies() -> tuple[list[str], list[str]]:
     """(English words, French words), each sorted and without repeats."""
-    english = [*DETERMINERS, *NOUNS, *ADJECTIVES, *TRANSITIVE_VERBS, *INTRANSITIVE_VERBS,
-               *ADVERBS]
+    english = [*DETERMINERS, *NOUNS, *ADJECTIVES, *TRANSITIVE_VERBS, *INTRANSITIVE_VERBS, *ADVERBS]
     french = [w for forms in DETERMINERS.values() for w in forms]
     french += [noun for noun, _ in NOUNS.values()]
     french += [w for forms in ADJECTIVES.values() for w in forms]
