@@ -93,22 +93,12 @@ folder = minilm_folder()
 print(folder)
 print(sorted(p.name for p in folder.iterdir()))
 config = json.loads((folder / "config.json").read_text())
-for key in (
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "vocab_size",
-    "max_position_embeddings",
-    "hidden_act",
-    "layer_norm_eps",
-):
+for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+            "vocab_size", "max_position_embeddings", "hidden_act", "layer_norm_eps"):
     print(f"{key:>24s}: {config[key]}")
 
-d, n_layers, n_heads, d_ff = (
-    config[k]
-    for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
-)
+d, n_layers, n_heads, d_ff = (config[k] for k in (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"))
 assert (d, n_layers, n_heads, d_ff) == (384, 6, 12, 1536)
 assert d % n_heads == 0  # 12 heads of 32 dimensions
 
@@ -140,17 +130,7 @@ for text in examples:
 
 assert len(tok) == config["vocab_size"] == 30522
 assert tok.convert_ids_to_tokens(tok.encode(examples[0])) == [
-    "[CLS]",
-    "a",
-    "gripping",
-    ",",
-    "heart",
-    "##war",
-    "##ming",
-    "film",
-    ".",
-    "[SEP]",
-]
+    "[CLS]", "a", "gripping", ",", "heart", "##war", "##ming", "film", ".", "[SEP]"]
 # decoding glues the ## pieces back: the words come back, lower-cased, punctuation apart
 assert tok.decode(tok.encode(examples[0])) == "a gripping , heartwarming film ."
 
@@ -188,10 +168,8 @@ for hf_pattern, (our_pattern, transpose) in HF_TO_OURS.items():
     shape = hf_state[hf_name].shape
     ours_shape = shape[::-1] if transpose else shape
     mark = "  T" if transpose else ""
-    print(
-        f"{hf_name:<52s} {str(shape):>12s}   {our_pattern.replace('*', '0'):<46s}"
-        f" {str(ours_shape):>12s}{mark}"
-    )
+    print(f"{hf_name:<52s} {str(shape):>12s}   {our_pattern.replace('*', '0'):<46s}"
+          f" {str(ours_shape):>12s}{mark}")
 
 # %% [markdown]
 # The rows marked **T** are transposed. Both libraries compute $y = xW + b$ with
@@ -245,11 +223,9 @@ assert n_params == sum(a.size for k, a in hf_state.items() if not k.endswith("po
 # %%
 ids, types = enc["input_ids"], enc["token_type_ids"]
 L = ids.shape[1]
-e = (
-    hf_state["embeddings.word_embeddings.weight"][ids]
-    + hf_state["embeddings.position_embeddings.weight"][np.arange(L)]
-    + hf_state["embeddings.token_type_embeddings.weight"][types]
-)
+e = (hf_state["embeddings.word_embeddings.weight"][ids]
+     + hf_state["embeddings.position_embeddings.weight"][np.arange(L)]
+     + hf_state["embeddings.token_type_embeddings.weight"][types])
 mu = e.mean(axis=-1, keepdims=True)
 var = e.var(axis=-1, keepdims=True)
 e = (e - mu) / np.sqrt(var + config["layer_norm_eps"])
@@ -321,9 +297,7 @@ emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
 similarity = emb @ emb.T
 
 fig = plots.plot_heatmap(
-    similarity,
-    xlabels=[s[:22] for s in sentences],
-    ylabels=sentences,
+    similarity, xlabels=[s[:22] for s in sentences], ylabels=sentences,
     title="cosine similarity of sentence embeddings",
 )
 plt.show()
@@ -357,13 +331,10 @@ assert nearest.tolist() == [1, 0, 3, 2, 5, 4]
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     clf = BertForSequenceClassification.from_pretrained(
-        folder, id2label={0: "NEGATIVE", 1: "POSITIVE"}
-    )
+        folder, id2label={0: "NEGATIVE", 1: "POSITIVE"})
 print(caught[0].category.__name__ + ":", caught[0].message)
 assert caught[0].category is NewWeightsWarning and clf.new_weights == [
-    "classifier.weight",
-    "classifier.bias",
-]
+    "classifier.weight", "classifier.bias"]
 
 examples = read_labeled_tsv(data_dir(required=True) / "sst2" / "train.tsv")
 train, held_out = train_val_split(examples, val_fraction=0.05, seed=0)
@@ -404,9 +375,8 @@ print(f"before: held-out loss {loss_before:.3f}, accuracy {acc_before:.1%} (a ra
 
 # %%
 opt = optim.AdamW(clf.parameters(), lr=5e-5, weight_decay=0.01)
-schedule = optim.LinearWarmupDecay(
-    opt, peak_lr=5e-5, warmup_steps=max(1, steps // 10), total_steps=steps
-)
+schedule = optim.LinearWarmupDecay(opt, peak_lr=5e-5, warmup_steps=max(1, steps // 10),
+                                   total_steps=steps)
 history = []
 start = time.perf_counter()
 clf.train()
@@ -508,11 +478,8 @@ embedding_params = model.embeddings.word_embeddings.weight.size
 layer_params = model.encoder.layers[0].num_parameters()
 print(f"word embeddings: {embedding_params:,}; one layer: {layer_params:,}")
 assert embedding_params == 30522 * 384 == 11_720_448
-assert (
-    layer_params
-    == 4 * (384 * 384 + 384) + 2 * 2 * 384 + (384 * 1536 + 1536) + (1536 * 384 + 384)
-    == 1_774_464
-)
+assert layer_params == 4 * (384 * 384 + 384) + 2 * 2 * 384 + (384 * 1536 + 1536) + (
+    1536 * 384 + 384) == 1_774_464
 
 # %%
 one = tok(sentences[:1])
