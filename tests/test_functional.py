@@ -385,6 +385,29 @@ def test_linear_feature_mismatch():
         F.linear(const(np.ones((2, 3))), const(np.ones((4, 5))))
 
 
+def test_linear_on_a_strided_input_and_mixed_dtypes():
+    """The fused op folds rows with a copy when x is a strided view, and a float64 bias
+    on a float32 product promotes the result as NumPy would (never a silent downcast)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 5, 4)).transpose(1, 0, 2)  # (5, 3, 4), not contiguous
+    w, b = rng.standard_normal((4, 2)), rng.standard_normal(2)
+    assert not x.flags.c_contiguous
+    np.testing.assert_allclose(F.linear(leaf(x), leaf(w), leaf(b)).data, x @ w + b, atol=1e-12)
+    assert check_gradients(F.linear, x, w, b)
+    y = F.linear(const(x.astype(np.float32)), const(w.astype(np.float32)), const(b))
+    assert y.dtype == np.float64
+    np.testing.assert_allclose(
+        y.data, x.astype(np.float32) @ w.astype(np.float32) + b, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_linear_bad_weight_or_bias_shape():
+    with pytest.raises(ValueError, match=r"weight must be 2-D .*\(3,\)"):
+        F.linear(const(np.ones((2, 3))), const(np.ones(3)))
+    with pytest.raises(ValueError, match=r"bias has shape \(4,\), expected \(5,\)"):
+        F.linear(const(np.ones((2, 3))), const(np.ones((3, 5))), const(np.ones(4)))
+
+
 @given(
     num=st.integers(1, 5),
     dim=st.integers(1, 3),

@@ -122,13 +122,14 @@ class Pow(Function):
         return ga, gb
 
 
-def _matmul(a, b):
+def fold_matmul(a, b):
     """a @ b; a stack (..., n, k) times one matrix (k, m) runs as a single 2-D product.
 
     NumPy would otherwise issue one small BLAS call per leading index, which is slower
-    than one large call over the folded rows.
+    than one large call over the folded rows, even when folding a strided ``a`` costs
+    a copy.
     """
-    if b.ndim == 2 and a.ndim > 2 and a.flags.c_contiguous:
+    if b.ndim == 2 and a.ndim > 2:
         return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
     return a @ b
 
@@ -147,7 +148,7 @@ class MatMul(Function):
                 "(second-to-last axis of the second)"
             )
         ctx.save_for_backward(a, b)
-        return _matmul(a, b)
+        return fold_matmul(a, b)
 
     @staticmethod
     def backward(ctx, g):
@@ -155,7 +156,7 @@ class MatMul(Function):
         xp = array_module(a)
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = _matmul(g, xp.swapaxes(b, -1, -2))
+            ga = fold_matmul(g, xp.swapaxes(b, -1, -2))
         if ctx.needs_input_grad[1]:
             if b.ndim == 2 and a.ndim > 2:
                 # x (..., n, k) @ W (k, m): fold the batch into rows instead of

@@ -12,21 +12,67 @@ from typing import Any
 
 from .. import backend
 from ..autograd.function import Function
-from ..autograd.tensor import Tensor, matmul
+from ..autograd.ops import fold_matmul
+from ..autograd.tensor import Tensor
 from ..backend import array_module, scatter_add
 
 __all__ = ["linear", "embedding", "dropout", "layer_norm"]
 
 
+class Linear(Function):
+    """y = x @ W + b   (x: (..., in), W: (in, out), b: (out,))
+
+    dL/dx = G @ W^T
+    dL/dW = X^T G      with X, G the inputs and upstream gradients folded to rows
+    dL/db = sum of G over rows
+
+    One op rather than MatMul then Add: the bias is added in place to the fresh
+    product, and its gradient is one row sum, not a broadcast reduced by the tape.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        y = fold_matmul(x, weight)  # (..., out)
+        if bias is not None:
+            if bias.dtype == y.dtype:
+                y += bias  # y is a new array: adding in place saves one pass and one copy
+            else:
+                y = y + bias  # promote as NumPy would (e.g. float32 x, float64 bias)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight = ctx.saved_tensors
+        d_in, d_out = weight.shape
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = fold_matmul(g, weight.T)  # (..., in)
+        g_rows = g.reshape(-1, d_out)  # (rows, out)
+        if ctx.needs_input_grad[1]:
+            gw = x.reshape(-1, d_in).T @ g_rows  # (in, out)
+        if ctx.needs_input_grad[2]:
+            gb = g_rows.sum(axis=0)  # (out,)
+        return gx, gw, gb
+
+
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """y = x @ W + b with W of shape (in_features, out_features)."""
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (in, out), got shape {weight.shape}")
     if x.shape[-1:] != weight.shape[:1]:
         raise ValueError(
             f"linear: input has {x.shape[-1] if x.ndim else 'no'} features (shape {x.shape}) "
             f"but the weight expects {weight.shape[0]} (weight shape {weight.shape})"
         )
-    y = matmul(x, weight)
-    return y if bias is None else y + bias
+    if bias is not None and bias.shape != weight.shape[1:]:
+        raise ValueError(
+            f"linear: bias has shape {bias.shape}, expected ({weight.shape[1]},) "
+            f"for a weight of shape {weight.shape}"
+        )
+    if x.ndim == 1:  # one vector (in,) -> (out,)
+        return Linear.apply(x.reshape(1, -1), weight, bias).reshape(weight.shape[1:])
+    return Linear.apply(x, weight, bias)
 
 
 class Embedding(Function):
