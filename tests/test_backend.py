@@ -207,6 +207,8 @@ NUMPY_ALLOWED = {
     "backend.py": "the backend itself: owns the array module, dtypes and generators",
     "kernels/softmax.py": "CPU kernel: Numba compiles loops over NumPy arrays",
     "kernels/topk.py": "CPU kernel: Numba compiles loops over NumPy arrays",
+    "kernels/attention.py": "CPU kernel: blocked BLAS calls and Numba loops over NumPy arrays",
+    "kernels/layernorm.py": "CPU kernel: Numba compiles loops over NumPy arrays",
     "kernels/elementwise.py": "CPU kernel: Numba ufuncs (erf) over NumPy arrays",
     "kernels/_numba.py": "CPU kernel helpers for Numba",
     "tokenizers/": "host-side text processing: token ids are NumPy arrays before any tensor",

@@ -18,11 +18,9 @@ from typing import Any
 
 from .. import backend
 from ..autograd.function import Function
-from ..autograd.tensor import Tensor, matmul
+from ..autograd.tensor import Tensor
 from ..backend import array_module
-from .activations import softmax
-from .combine import as_mask, masked_fill
-from .layers import dropout
+from .combine import as_mask
 
 __all__ = ["scaled_dot_product_attention", "topk_attention"]
 
@@ -58,6 +56,39 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, mask: Any) -> Any:
     return m
 
 
+class Attention(Function):
+    """O = dropout(softmax(Q K^T * scale, masked)) V as one op (kernels/attention.py).
+
+    Forward and backward are written out, formula by formula, in kernels/attention.py;
+    only P (and the dropout's keep mask) is saved for the backward.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale, dropout_p, kept):
+        from ..kernels.attention import attention_forward
+
+        keep = None
+        if dropout_p > 0:
+            xp = array_module(q)
+            lead = backend.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+            shape = (*lead, q.shape[-2], k.shape[-2])
+            draw = backend.generator(xp).random(shape, dtype=q.dtype)
+            scale_kept = 1.0 / (1.0 - dropout_p) if dropout_p < 1 else 0.0
+            keep = (draw >= dropout_p) * q.dtype.type(scale_kept)  # 0 or 1 / (1 - p)
+        out, p = attention_forward(q, k, v, mask, scale, keep)
+        ctx.save_for_backward(q, k, v, p, keep)
+        ctx.scale = scale
+        kept["weights"] = p
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        from ..kernels.attention import attention_backward
+
+        q, k, v, p, keep = ctx.saved_tensors
+        return attention_backward(q, k, v, p, g, scale=ctx.scale, keep=keep)
+
+
 def scaled_dot_product_attention(
     q: Tensor,
     k: Tensor,
@@ -66,15 +97,26 @@ def scaled_dot_product_attention(
     dropout_p: float = 0.0,
     training: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """softmax(q k^T / sqrt(d) masked) v  ->  (out (..., Lq, dv), weights (..., Lq, Lk))."""
+    """softmax(q k^T / sqrt(d) masked) v  ->  (out (..., Lq, dv), weights (..., Lq, Lk)).
+
+    ``weights`` are the softmax probabilities (before dropout), returned to look at:
+    they carry no gradient of their own (the gradient of ``out`` flows through them
+    inside the op). ``dropout_p`` drops weights in training, as in the paper.
+    """
     m = _check_qkv(q, k, v, mask)
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = matmul(q * scale, k.swapaxes(-1, -2))  # (..., Lq, Lk); scaling q is the cheaper side
-    if m is not None:
-        scores = masked_fill(scores, ~m, -math.inf)
-    weights = softmax(scores, axis=-1)  # all-masked rows -> zeros
-    attended = dropout(weights, dropout_p, training) if dropout_p > 0 else weights
-    return matmul(attended, v), weights
+    if not 0.0 <= dropout_p <= 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1], got {dropout_p}")
+    kept: dict = {}
+    out = Attention.apply(
+        q,
+        k,
+        v,
+        mask=m,
+        scale=1.0 / math.sqrt(q.shape[-1]),
+        dropout_p=dropout_p if training else 0.0,
+        kept=kept,
+    )
+    return out, Tensor(kept["weights"])
 
 
 class TopKAttention(Function):

@@ -15,6 +15,7 @@ from ..autograd.function import Function
 from ..autograd.ops import fold_matmul
 from ..autograd.tensor import Tensor
 from ..backend import array_module, scatter_add
+from ..kernels.layernorm import layer_norm_backward, layer_norm_forward
 
 __all__ = ["linear", "embedding", "dropout", "layer_norm"]
 
@@ -145,34 +146,21 @@ class LayerNorm(Function):
     dL/dxhat = dL/dy * w
     dL/dx    = r * (dL/dxhat - mean(dL/dxhat) - xhat * mean(dL/dxhat * xhat))
     dL/dw    = sum over rows of dL/dy * xhat,    dL/db = sum over rows of dL/dy
+
+    Runs the fused kernels of ``kernels/layernorm.py`` (Numba on the CPU, the xp formula
+    elsewhere). The forward saves x and, per row, mu and r; the backward recomputes xhat.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
-        xp = array_module(x)
-        mu = x.mean(axis=-1, keepdims=True)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)
-        r = 1.0 / xp.sqrt(var + eps)
-        xhat = xc * r
-        ctx.save_for_backward(xhat, r, weight)
-        y = xhat if weight is None else xhat * weight
-        return y if bias is None else y + bias
+        y, mu, r = layer_norm_forward(x, weight, bias, eps)
+        ctx.save_for_backward(x, mu, r, weight)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        xhat, r, weight = ctx.saved_tensors
-        d = xhat.shape[-1]
-        gxhat = g if weight is None else g * weight
-        gx = r * (
-            gxhat
-            - gxhat.mean(axis=-1, keepdims=True)
-            - xhat * (gxhat * xhat).mean(axis=-1, keepdims=True)
-        )
-        rows_g = g.reshape(-1, d)
-        gw = None if weight is None else (rows_g * xhat.reshape(-1, d)).sum(axis=0)
-        gb = rows_g.sum(axis=0) if ctx.needs_input_grad[2] else None
-        return gx, gw, gb
+        x, mu, r, weight = ctx.saved_tensors
+        return layer_norm_backward(g, x, mu, r, weight, needs=ctx.needs_input_grad)
 
 
 def layer_norm(
