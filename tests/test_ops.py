@@ -546,3 +546,21 @@ def test_float32_ops_keep_float32_gradients(x):
     t = mt.tensor(x.astype(np.float32), requires_grad=True)
     ((t @ t.T).tanh().sum(axis=0) * 2.0).mean().backward()
     assert t.grad.dtype == np.float32
+
+
+def test_matmul_of_a_stack_with_an_empty_axis():
+    """Folding a stack (..., n, k) into rows must not use reshape(-1, k), which fails
+    for k == 0; the products are then zeros (k == 0) or empty (m == 0), as in NumPy."""
+    x = mt.tensor(np.ones((2, 3, 0)), requires_grad=True)
+    w = mt.tensor(np.ones((0, 4)), requires_grad=True)
+    y = x @ w
+    np.testing.assert_array_equal(y.data, np.zeros((2, 3, 4)))
+    y.sum().backward()
+    assert x.grad.shape == (2, 3, 0) and w.grad.shape == (0, 4)
+    a = mt.tensor(np.ones((2, 3, 4)), requires_grad=True)
+    b = mt.tensor(np.ones((4, 0)), requires_grad=True)
+    z = a @ b
+    assert z.shape == (2, 3, 0)
+    z.sum().backward()
+    np.testing.assert_array_equal(a.grad, np.zeros((2, 3, 4)))
+    np.testing.assert_array_equal(b.grad, np.zeros((4, 0)))

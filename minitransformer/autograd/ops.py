@@ -7,6 +7,7 @@ whichever holds the data.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend import array_module, scatter_add
@@ -122,6 +123,11 @@ class Pow(Function):
         return ga, gb
 
 
+def _num_rows(a) -> int:
+    """The rows of ``a`` folded to 2-D (not ``reshape(-1, k)``: that fails when k == 0)."""
+    return math.prod(a.shape[:-1])
+
+
 def fold_matmul(a, b):
     """a @ b; a stack (..., n, k) times one matrix (k, m) runs as a single 2-D product.
 
@@ -130,7 +136,8 @@ def fold_matmul(a, b):
     a copy.
     """
     if b.ndim == 2 and a.ndim > 2:
-        return (a.reshape(-1, a.shape[-1]) @ b).reshape(*a.shape[:-1], b.shape[-1])
+        rows = a.reshape(_num_rows(a), a.shape[-1])  # (n, k), a copy if a is strided
+        return (rows @ b).reshape(*a.shape[:-1], b.shape[-1])
     return a @ b
 
 
@@ -161,7 +168,7 @@ class MatMul(Function):
             if b.ndim == 2 and a.ndim > 2:
                 # x (..., n, k) @ W (k, m): fold the batch into rows instead of
                 # building a (batch, k, m) gradient and summing it afterwards
-                gb = a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+                gb = a.reshape(_num_rows(a), a.shape[-1]).T @ g.reshape(_num_rows(g), g.shape[-1])
             else:
                 gb = xp.swapaxes(a, -1, -2) @ g
         return ga, gb

@@ -112,7 +112,7 @@ def scaled_dot_product_attention(
         k,
         v,
         mask=m,
-        scale=1.0 / math.sqrt(q.shape[-1]),
+        scale=1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0,  # d == 0: no scores to scale
         dropout_p=dropout_p if training else 0.0,
         kept=kept,
     )

@@ -8,6 +8,7 @@ layer_norm(x, w, b)  = (x - mean) / sqrt(var + eps) * w + b       over the last 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .. import backend
@@ -49,9 +50,10 @@ class Linear(Function):
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = fold_matmul(g, weight.T)  # (..., in)
-        g_rows = g.reshape(-1, d_out)  # (rows, out)
+        rows = math.prod(g.shape[:-1])
+        g_rows = g.reshape(rows, d_out)  # (rows, out)
         if ctx.needs_input_grad[1]:
-            gw = x.reshape(-1, d_in).T @ g_rows  # (in, out)
+            gw = x.reshape(rows, d_in).T @ g_rows  # (in, out)
         if ctx.needs_input_grad[2]:
             gb = g_rows.sum(axis=0)  # (out,)
         return gx, gw, gb

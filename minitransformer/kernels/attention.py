@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from ..backend import array_module
+from ..backend import array_module, broadcast_shapes
 from ._numba import CACHE, FASTMATH, num_threads, run_blocks
 from .softmax import (
     _backward_row,
@@ -63,7 +63,9 @@ _PARALLEL_SCORES = 4 * _BLOCK_SCORES
 
 def _forward_xp(q, k, v, mask, scale, keep, softmax) -> tuple[Any, Any]:
     xp = array_module(q)
+    lead = broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     s = (q @ xp.swapaxes(k, -1, -2)) * scale  # (..., Lq, Lk)
+    s = xp.broadcast_to(s, (*lead, *s.shape[-2:]))  # P has v's leading axes too
     if mask is not None:
         s = xp.where(mask, s, -xp.inf)
     p = softmax(s, axis=-1)
@@ -146,10 +148,11 @@ def attention_forward(
     blocked = None if mask is None else _flat(~np.asarray(mask, dtype=bool), lead, (lq, lk))
     out = np.empty((nb, lq, dv), dtype=q.dtype)
     p = np.empty((nb, lq, lk), dtype=q.dtype)
-    if p.size == 0 or out.size == 0:
-        p.fill(0)
-        out.fill(0)
+    if p.size == 0:
+        out.fill(0)  # no keys (or no queries): zero outputs
         return out.reshape(*lead, lq, dv), p.reshape(*lead, lq, lk)
+    if out.size == 0:  # values of size 0: P is still defined
+        return _forward_xp(q, k, v, mask, scale, keep, softmax_forward)
     workers = _workers(p.size)
     heads = _heads_per_block(nb, lq * lk, workers)
 
