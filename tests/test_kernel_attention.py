@@ -651,3 +651,26 @@ def test_weights_without_value_features():
     q, k = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4))
     _, p = attention_forward(q, k, np.zeros((2, 5, 0)))
     np.testing.assert_allclose(p, attention_reference(q, k, np.zeros((2, 5, 0)))[1])
+
+
+def test_run_blocks_gives_the_process_its_blas_threads_back():
+    """OpenBLAS has one thread count per process. run_blocks lowers it to 1 while its
+    blocks run (each block's BLAS call stays on its own core) and must set it back: a
+    version that did not left every later matmul of the process on one core."""
+    from minitransformer.kernels import _numba
+
+    before = _numba._set_blas_threads(2)  # also reads the count: set 2, get the old one
+    if before == 0:
+        pytest.skip("NumPy does not use OpenBLAS here")
+    try:
+        seen = []
+
+        def work(block, scratch):
+            seen.append(_numba._set_blas_threads(1))  # the count inside a block
+
+        _numba.run_blocks(work, list(range(8)), 2, dict)
+        _numba.run_blocks(work, list(range(3)), 1, dict)
+        assert seen == [1] * 11
+        assert _numba._set_blas_threads(2) == 2  # given back
+    finally:
+        _numba._set_blas_threads(before)

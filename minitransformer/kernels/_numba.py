@@ -25,9 +25,9 @@ twin for inputs smaller than ``PARALLEL_MIN_ELEMENTS``.
 
 ``run_blocks`` is the other way to use the cores, for work that alternates a BLAS call
 (NumPy's matmul) with a kernel: a few Python threads, each running whole blocks (its
-BLAS call, then a serial ``nogil=True`` kernel), and each asking OpenBLAS to run its
-own calls single-threaded (``openblas_set_num_threads_local``, found with ctypes in the
-OpenBLAS that NumPy's wheels bundle; skipped when NumPy uses another BLAS).
+BLAS call, then a serial ``nogil=True`` kernel), with OpenBLAS set to one thread while
+they run and set back afterwards (``openblas_set_num_threads_local``, found with ctypes
+in the OpenBLAS that NumPy's wheels bundle; skipped when NumPy uses another BLAS).
 Alternating a multi-threaded BLAS call with a ``prange`` region instead makes the two
 thread pools spin-wait against each other: on 2 busy cores that measured several times
 slower, and a multi-threaded OpenBLAS call on a loaded machine slower still.
@@ -164,25 +164,37 @@ def run_blocks(
     it is done with one. BLAS calls in ``work`` run single-threaded; ``work`` must
     release the GIL for the threads to overlap (NumPy's BLAS calls and ``nogil=True``
     kernels do). An exception in any block is re-raised.
+
+    OpenBLAS's thread count is one number for the whole process (despite its name,
+    ``openblas_set_num_threads_local`` sets the global count and returns the old one), so
+    it is lowered to 1 for the duration of the call and then restored. An earlier version
+    set it once in each worker thread and never restored it: every BLAS call of the
+    process after the first attention then ran on one core, and a whole encoder layer
+    took 1.4x longer.
     """
     workers = max(1, min(workers, len(blocks)))
-    if workers == 1:
-        previous = _set_blas_threads(1)
-        try:
+    previous = _set_blas_threads(1)
+    try:
+        if workers == 1:
             scratch = make_scratch()
             for block in blocks:
                 work(block, scratch)
-        finally:
-            _set_blas_threads(previous)
-        return
+        else:
+            _run_on_pool(work, blocks, workers, make_scratch)
+    finally:
+        _set_blas_threads(previous)
+
+
+def _run_on_pool(
+    work: Callable[[Any, Any], None],
+    blocks: Sequence[Any],
+    workers: int,
+    make_scratch: Callable[[], Any],
+) -> None:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(
-                config.NUMBA_NUM_THREADS,
-                "minitransformer-kernels",
-                initializer=lambda: _set_blas_threads(1),
-            )
+            _pool = ThreadPoolExecutor(config.NUMBA_NUM_THREADS, "minitransformer-kernels")
     todo = iter(blocks)
     todo_lock = threading.Lock()
     failed = threading.Event()
@@ -206,7 +218,8 @@ def run_blocks(
 
 
 def _find_openblas_set_local() -> Callable[[int], int] | None:
-    """OpenBLAS's per-thread ``openblas_set_num_threads_local`` in NumPy's bundled library."""
+    """``openblas_set_num_threads_local`` in NumPy's bundled OpenBLAS (it sets the count
+    of the whole process, like ``openblas_set_num_threads``, and returns the old one)."""
     libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
     for path in sorted(libs.glob("libscipy_openblas*")):
         try:
@@ -224,7 +237,7 @@ _openblas_set_local = _find_openblas_set_local()
 
 
 def _set_blas_threads(n: int) -> int:
-    """Set this thread's OpenBLAS thread count; returns the previous one (0: no OpenBLAS)."""
+    """Set OpenBLAS's thread count (process-wide); returns the previous one (0: no OpenBLAS)."""
     if _openblas_set_local is None or n < 1:
         return 0
     return _openblas_set_local(n)
