@@ -629,6 +629,14 @@ print(f"forward + backward: composed {t_step[0] * 1e3:6.1f} ms, one op {t_step[1
 # On the development machine (2 cores, quiet) the one op took about 9 ms forward and
 # 30 ms forward + backward against roughly 25 ms and 60 ms for the composed ops: the
 # same arithmetic, fewer trips to memory, and BLAS calls that each stay on one core.
+#
+# A pitfall met on the way: OpenBLAS has *one* thread count for the whole process. The
+# blocks want single-threaded BLAS calls (two threads already share the cores), so the
+# op lowers that count to 1 while its blocks run. A first version did it in each worker
+# thread and never set it back, believing the setting was per thread: from the first
+# attention on, every matrix product of the process ran on one core, and a whole
+# encoder layer got 1.4x slower, although the attention op itself had become faster.
+# Measure the whole model, not only the part you changed.
 
 
 # %% [markdown]
