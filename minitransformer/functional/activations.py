@@ -8,6 +8,7 @@
 
 Softmax runs the fused kernel of ``kernels/softmax.py`` (Numba on the CPU, CUDA on
 the GPU). Masked entries (-inf) get probability 0; a row that is all -inf gives zeros.
+The exact gelu runs the fused kernels of ``kernels/elementwise.py`` (Numba on the CPU).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import math
 from ..autograd import ops
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
-from ..backend import array_module, erf
+from ..backend import array_module
+from ..kernels.elementwise import gelu_backward, gelu_forward
 from ..kernels.softmax import softmax_backward, softmax_forward
 
 __all__ = ["relu", "gelu", "softmax", "log_softmax", "tanh", "sigmoid"]
@@ -37,24 +39,25 @@ def sigmoid(x: Tensor) -> Tensor:
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class Gelu(Function):
-    """z = x Phi(x);   dz/dx = Phi(x) + x phi(x), with phi the standard normal density"""
+    """z = x Phi(x);   dz/dx = Phi(x) + x phi(x), with phi the standard normal density
+
+    Both directions run the fused kernels of ``kernels/elementwise.py`` (one pass each on
+    NumPy; the formula on CuPy). The forward saves Phi(x), so the backward needs no erf.
+    """
 
     @staticmethod
     def forward(ctx, x):
-        cdf = 0.5 * (1.0 + erf(x * (1.0 / math.sqrt(2.0)))).astype(x.dtype)
+        y, cdf = gelu_forward(x)
         ctx.save_for_backward(x, cdf)
-        return x * cdf
+        return y
 
     @staticmethod
     def backward(ctx, g):
         x, cdf = ctx.saved_tensors
-        xp = array_module(x)
-        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * x * x)
-        return g * (cdf + x * pdf)
+        return gelu_backward(x, cdf, g)
 
 
 class GeluTanh(Function):
