@@ -430,7 +430,7 @@ plt.show()
 # Dense attention materialises the scores and the weights, $n \times n$ numbers per
 # head each (and keeps the weights for the backward pass). The top-k kernel
 # (`topk_attention_forward`) computes scores one block of queries at a time into a
-# fixed buffer of about 4 MiB per thread, keeps each query's best $k$ in a heap, and
+# fixed buffer of about 2 MiB per thread (at least 128 rows), keeps each query's best $k$ in a heap, and
 # stores only the kept indices (int32) and probabilities: $n \cdot k \cdot (4 + 4)$
 # bytes in float32, for the backward too.
 
@@ -493,7 +493,7 @@ assert dense_peak >= 2 * dense_bytes(n_mem)
 assert topk_peak < dense_bytes(n_mem) / 4  # a fraction of a single n x n matrix
 
 # %% [markdown]
-# The top-k peak is mostly the fixed score block of each thread (about 4 MiB), the
+# The top-k peak is mostly the fixed score block of each thread (about 2 MiB), the
 # output and the kept pairs; beyond the fixed part it grows as $n \cdot k$, the dense
 # one as $n^2$. (Try `n_mem = 1024`: there the fixed buffers are as large as the
 # dense matrices, and top-k saves nothing.)

@@ -248,7 +248,8 @@ def test_memory_grows_with_n_top_k_not_n_squared():
         tracemalloc.stop()
     dense = n * n * 4
     # the fixed part: each worker's score block and its copy of k^T (d, n)
-    fixed = num_threads() * (topk_module._SCORE_BLOCK_BYTES + d * n * 4)
+    block = max(topk_module._SCORE_BLOCK_BYTES, topk_module._MIN_BLOCK_ROWS * n * 4)
+    fixed = num_threads() * (block + d * n * 4)
     # the O(n * top_k) part, generously: idx, p, the backward's per-key lists and gs
     # (4-byte entries, a few arrays of n * top_k), and O(n * d) outputs and gradients
     linear = n * top_k * 4 * 8 + n * d * 4 * 8

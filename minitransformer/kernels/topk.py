@@ -12,10 +12,10 @@ with no allowed key gets a zero output and zero weights.
 ``topk_attention_reference`` builds the dense (Lq, Lk) score matrix; it is for testing
 only. ``topk_attention_forward`` / ``topk_attention_backward`` are what the autograd
 calls (CuPy arrays go to cuda_topk.py). Memory beyond inputs and outputs stays
-O(Lq * top_k) plus a fixed score block per thread, never O(Lq * Lk):
+O(Lq * top_k) plus one score block per thread (O(Lk)), never O(Lq * Lk):
 
 forward, for each batch entry and each block of ``rows`` queries (rows * Lk * itemsize
-    about _SCORE_BLOCK_BYTES, a fixed budget):
+    about _SCORE_BLOCK_BYTES, with at least _MIN_BLOCK_ROWS rows):
       S = q_block @ k^T                 BLAS, into the thread's reused (rows, Lk) buffer
                                         (k^T copied once per batch entry into a (d, Lk)
                                         buffer of the thread); masked keys set to -inf
@@ -56,10 +56,12 @@ from numba import njit, prange
 from ..backend import array_module
 from ._numba import CACHE, FASTMATH, PARALLEL_MIN_ELEMENTS, max_of, num_threads, run_blocks
 
-# One (rows, Lk) block of scores per thread: 4 MiB. At n = 8k that is 128 queries per
-# BLAS call; 2 MiB (64 queries, fits in L2) measured 4-7% slower overall, the GEMM
-# losing more to the shorter calls than the selection gains from L2.
-_SCORE_BLOCK_BYTES = 1 << 22
+# One (rows, Lk) block of scores per thread: about 2 MiB (it fits in L2), but at least
+# _MIN_BLOCK_ROWS queries, so that the score GEMM stays efficient for long rows. At
+# n = 8k, 64-row (2 MiB) blocks measured 4-7% slower overall than 128-row (4 MiB) ones;
+# at n = 1k, one 4 MiB block per head was 1.5x slower than 2 MiB blocks.
+_SCORE_BLOCK_BYTES = 1 << 21
+_MIN_BLOCK_ROWS = 128
 _GROUP = 16  # scores per group whose maximum is tested against the bar
 _BISECT_STEPS = 12  # halvings of the bar's interval
 
@@ -376,7 +378,7 @@ def topk_attention_forward(
     p = np.zeros((nb, lq, kk), dtype=q.dtype)
     if nb == 0 or lq == 0 or kk == 0:
         return out.reshape(*lead, lq, dv), idx.reshape(*lead, lq, kk), p.reshape(*lead, lq, kk)
-    rows = max(1, min(lq, _SCORE_BLOCK_BYTES // (lk * q.itemsize)))
+    rows = max(1, min(lq, max(_MIN_BLOCK_ROWS, _SCORE_BLOCK_BYTES // (lk * q.itemsize))))
 
     def make_scratch() -> dict:
         # a score block, and k[b]^T laid out contiguously (BLAS runs faster on it than
