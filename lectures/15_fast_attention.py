@@ -556,8 +556,8 @@ plt.show()
 # `benchmarks/bench_topk.py` (results in `benchmarks/results/bench_topk.json`) times
 # larger $n$, the backward pass, and PyTorch's dense "math" attention and its
 # FlashAttention kernel next to ours. In its latest run on 2 quiet cores (8 heads,
-# $d = 64$) at $n = 8192$ the top-32 forward took 0.65 s against 0.61 s for flash and
-# 9.9 s for the math path, and forward + backward 0.72 s against flash's 2.2 s.
+# $d = 64$) at $n = 8192$ the top-32 forward took 0.55 s against 0.61 s for flash and
+# 9.6 s for the math path, and forward + backward 0.61 s against flash's 2.2 s.
 # In a model, top-k is one argument: `nn.MultiHeadAttention(d_model, heads, top_k=32)`
 # uses `F.topk_attention` in place of the dense softmax, with everything else the same.
 
@@ -626,8 +626,8 @@ print(f"forward:            composed {t_fwd[0] * 1e3:6.1f} ms, one op {t_fwd[1] 
 print(f"forward + backward: composed {t_step[0] * 1e3:6.1f} ms, one op {t_step[1] * 1e3:6.1f} ms")
 
 # %% [markdown]
-# On the development machine (2 cores, quiet) the one op took about 9 ms forward and
-# 30 ms forward + backward against roughly 25 ms and 60 ms for the composed ops: the
+# On the development machine (2 cores, quiet) the one op took about 10 ms forward and
+# 22 ms forward + backward against about 17 ms and 60 ms for the composed ops: the
 # same arithmetic, fewer trips to memory, and BLAS calls that each stay on one core.
 #
 # A pitfall met on the way: OpenBLAS has *one* thread count for the whole process. The
