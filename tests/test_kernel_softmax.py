@@ -336,3 +336,31 @@ def test_kernels_run_as_plain_python():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_parallel_kernels_use_the_work_queue_even_when_openmp_came_first():
+    """prange runs on Numba's work queue unless NUMBA_THREADING_LAYER says otherwise: an
+    OpenMP runtime loaded earlier (PyTorch brings one) fixes its spin-waiting policy at
+    load time, and spinning threads then steal the cores from our BLAS calls."""
+    code = textwrap.dedent(
+        """
+        try:
+            import torch  # noqa: F401  (if present, its OpenMP runtime loads first)
+        except ImportError:
+            pass
+        import numba
+        import numpy as np
+        from minitransformer.kernels._numba import PARALLEL_MIN_ELEMENTS
+        from minitransformer.kernels.softmax import softmax_forward
+
+        softmax_forward(np.zeros((4, PARALLEL_MIN_ELEMENTS), np.float32))
+        print(numba.threading_layer())
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env["NUMBA_NUM_THREADS"] = "2"
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "workqueue"
