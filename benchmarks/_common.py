@@ -66,6 +66,9 @@ def timeit_many(
     return {name: stats["median"] for name, stats in timeit_stats(fns, repeat, warmup).items()}
 
 
+SETTLE_SECONDS = 0.03  # idle time before each timed call (see timeit_stats)
+
+
 def timeit_stats(
     fns: Mapping[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1
 ) -> dict[str, dict[str, float]]:
@@ -75,6 +78,11 @@ def timeit_stats(
     sees, the minimum what the code does when it gets the cores, and the CPU time
     (``time.process_time``: all threads of this process) the work it did whoever else
     was running; wall and CPU far apart say the machine was shared (or threads waited).
+
+    Before each timed call the cores are left idle for ``SETTLE_SECONDS``: PyTorch's
+    OpenMP threads keep spinning for some milliseconds after each of its parallel ops
+    (and OpenBLAS's after each call), and without the pause they would run on into the
+    next candidate's time, stealing its cores and adding to its CPU seconds.
     """
     if repeat < 1 or warmup < 0:
         raise ValueError(f"need repeat >= 1 and warmup >= 0, got repeat={repeat}, warmup={warmup}")
@@ -85,6 +93,7 @@ def timeit_stats(
     cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeat):
         for name, f in fns.items():
+            time.sleep(SETTLE_SECONDS)
             start, start_cpu = time.perf_counter(), time.process_time()
             f()
             wall[name].append(time.perf_counter() - start)
