@@ -556,8 +556,8 @@ plt.show()
 # `benchmarks/bench_topk.py` (results in `benchmarks/results/bench_topk.json`) times
 # larger $n$, the backward pass, and PyTorch's dense "math" attention and its
 # FlashAttention kernel next to ours. In its latest run on 2 quiet cores (8 heads,
-# $d = 64$) at $n = 8192$ the top-32 forward took 0.55 s against 0.61 s for flash and
-# 9.6 s for the math path, and forward + backward 0.61 s against flash's 2.2 s.
+# $d = 64$) at $n = 8192$ the top-32 forward took 0.51 s against 0.61 s for flash and
+# 10 s for the math path, and forward + backward 0.60 s against flash's 2.2 s.
 # In a model, top-k is one argument: `nn.MultiHeadAttention(d_model, heads, top_k=32)`
 # uses `F.topk_attention` in place of the dense softmax, with everything else the same.
 
