@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -48,6 +49,7 @@ __all__ = [
     "class_targets",
     "probability",
     "check_gradients",
+    "record_kernel_calls",
 ]
 
 DEFAULT_BOUND = 3.0
@@ -255,3 +257,16 @@ def check_gradients(fn: Callable[..., mt.Tensor], *arrays: np.ndarray, seed: int
         out_shape = fn(*leaves).shape
     w = mt.tensor(np.random.default_rng(seed).normal(size=out_shape), dtype="float64")
     return mt.gradcheck(lambda *ts: fn(*ts) * w, *leaves)
+
+
+def record_kernel_calls(monkeypatch: Any, module: Any, names: Sequence[str]) -> list[str]:
+    """Wrap the kernels ``names`` of ``module`` so that each call appends its name to the
+    returned list (in call order) and then runs the kernel: which launch did a public
+    function choose, the serial or the parallel one?"""
+    calls: list[str] = []
+    for name in names:
+        kernel = getattr(module, name)
+        monkeypatch.setattr(
+            module, name, lambda *a, kernel=kernel, name=name: (calls.append(name), kernel(*a))[1]
+        )
+    return calls

@@ -37,7 +37,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from numba import config, njit, vectorize
-from strategies import check_gradients, shapes
+from strategies import check_gradients, record_kernel_calls, shapes
 
 import minitransformer as mt
 import minitransformer.functional as F
@@ -147,13 +147,8 @@ def check_backward(x, cdf, g, gx):
 @pytest.fixture
 def kernel_calls(monkeypatch):
     """The names of the Numba launches the public functions make, in order."""
-    calls = []
-    for name in ("_forward_serial", "_forward_parallel", "_backward_serial", "_backward_parallel"):
-        kernel = getattr(ew, name)
-        monkeypatch.setattr(
-            ew, name, lambda *a, kernel=kernel, name=name: (calls.append(name), kernel(*a))[1]
-        )
-    return calls
+    names = ("_forward_serial", "_forward_parallel", "_backward_serial", "_backward_parallel")
+    return record_kernel_calls(monkeypatch, ew, names)
 
 
 # values: mostly where gelu bends, some in the tails, some edge cases

@@ -35,7 +35,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import check_gradients, shapes
+from strategies import check_gradients, record_kernel_calls, shapes
 
 import minitransformer as mt
 import minitransformer.functional as F
@@ -127,13 +127,8 @@ def check_against_reference(x, w, b, g, eps, needs=ALL):
 @pytest.fixture
 def kernel_calls(monkeypatch):
     """The names of the Numba launches the public functions make, in order."""
-    calls = []
-    for name in ("_forward_serial", "_forward_parallel", "_backward_serial", "_backward_parallel"):
-        kernel = getattr(ln, name)
-        monkeypatch.setattr(
-            ln, name, lambda *a, kernel=kernel, name=name: (calls.append(name), kernel(*a))[1]
-        )
-    return calls
+    names = ("_forward_serial", "_forward_parallel", "_backward_serial", "_backward_parallel")
+    return record_kernel_calls(monkeypatch, ln, names)
 
 
 @st.composite
