@@ -35,9 +35,8 @@ compares the two frameworks on equal terms.
 
 from __future__ import annotations
 
-import argparse
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -59,9 +58,9 @@ try:
     from benchmarks.translate_tatoeba import (
         OursTrainer,
         TorchTrainer,
-        limit_threads,
         load_average,
         profile_training,
+        setup_from_args,
         train_interleaved,
     )
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
@@ -69,9 +68,9 @@ except ImportError:  # run as a script: benchmarks/ itself is on sys.path
     from translate_tatoeba import (
         OursTrainer,
         TorchTrainer,
-        limit_threads,
         load_average,
         profile_training,
+        setup_from_args,
         train_interleaved,
     )
 
@@ -268,17 +267,7 @@ def accuracies(pred: np.ndarray, data: Data) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny model, few steps")
-    parser.add_argument("--steps", type=int, help=f"training steps (default {Setup.steps})")
-    parser.add_argument("--profile", action="store_true", help="cProfile a few steps of ours")
-    parser.add_argument("--threads", type=int, default=1, help="threads per framework")
-    args = parser.parse_args()
-    s = QUICK if args.quick else Setup()
-    if args.steps:
-        s = replace(s, steps=args.steps, warmup_steps=min(s.warmup_steps, args.steps))
-    limit_threads(args.threads)
-    torch.manual_seed(s.seed)
+    args, s = setup_from_args(__doc__.split("\n")[0], Setup(), QUICK)
 
     data = prepare(s)
     batches = training_batches(data, s)

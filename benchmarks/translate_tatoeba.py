@@ -577,18 +577,28 @@ def load_average() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def setup_from_args(description: str, default: Any, quick: Any) -> tuple[argparse.Namespace, Any]:
+    """The command line of a training benchmark: (args, the run's Setup).
+
+    ``default`` and ``quick`` are Setups (``--quick`` picks the second); ``--steps``
+    shortens the run; ``--threads`` limits both frameworks; torch is seeded from the Setup.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="tiny model, few steps")
-    parser.add_argument("--steps", type=int, help=f"training steps (default {Setup.steps})")
+    parser.add_argument("--steps", type=int, help=f"training steps (default {default.steps})")
     parser.add_argument("--profile", action="store_true", help="cProfile a few steps of ours")
     parser.add_argument("--threads", type=int, default=1, help="threads per framework")
     args = parser.parse_args()
-    s = QUICK if args.quick else Setup()
+    s = quick if args.quick else default
     if args.steps:
         s = replace(s, steps=args.steps, warmup_steps=min(s.warmup_steps, args.steps))
     limit_threads(args.threads)
     torch.manual_seed(s.seed)
+    return args, s
+
+
+def main() -> None:
+    args, s = setup_from_args(__doc__.split("\n")[0], Setup(), QUICK)
 
     data = prepare(s)
     batches = training_batches(data, s)
