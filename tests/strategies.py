@@ -23,6 +23,9 @@ fixed random weights, so a backward that sends gradients to the wrong elements f
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -50,6 +53,7 @@ __all__ = [
     "probability",
     "check_gradients",
     "record_kernel_calls",
+    "run_python",
 ]
 
 DEFAULT_BOUND = 3.0
@@ -270,3 +274,19 @@ def record_kernel_calls(monkeypatch: Any, module: Any, names: Sequence[str]) -> 
             module, name, lambda *a, kernel=kernel, name=name: (calls.append(name), kernel(*a))[1]
         )
     return calls
+
+
+def run_python(code: str, env: dict[str, str | None]) -> str:
+    """Run ``code`` in a fresh interpreter with ``env`` changed from this one's (a value of
+    None removes the variable); assert it succeeded, and return what it printed."""
+    full = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            full.pop(name, None)
+        else:
+            full[name] = value
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=full, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

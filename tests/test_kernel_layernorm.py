@@ -26,16 +26,13 @@ float64).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import check_gradients, record_kernel_calls, shapes
+from strategies import check_gradients, record_kernel_calls, run_python, shapes
 
 import minitransformer as mt
 import minitransformer.functional as F
@@ -381,9 +378,4 @@ def test_kernels_run_as_plain_python():
         print("ok")
         """
     )
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    assert run_python(code, {"NUMBA_DISABLE_JIT": "1"}).strip() == "ok"

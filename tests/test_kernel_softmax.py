@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -20,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import config, njit
 from strategies import axis as axis_strategy
-from strategies import bool_masks, float_arrays, shapes
+from strategies import bool_masks, float_arrays, run_python, shapes
 
 from minitransformer.kernels import _numba
 from minitransformer.kernels import softmax as softmax_module
@@ -330,12 +328,7 @@ def test_kernels_run_as_plain_python():
         print("ok")
         """
     )
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    assert run_python(code, {"NUMBA_DISABLE_JIT": "1"}).strip() == "ok"
 
 
 def test_parallel_kernels_use_the_work_queue_even_when_openmp_came_first():
@@ -357,10 +350,5 @@ def test_parallel_kernels_use_the_work_queue_even_when_openmp_came_first():
         print(numba.threading_layer())
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
-    env["NUMBA_NUM_THREADS"] = "2"
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "workqueue"
+    printed = run_python(code, {"NUMBA_THREADING_LAYER": None, "NUMBA_NUM_THREADS": "2"})
+    assert printed.strip().splitlines()[-1] == "workqueue"
