@@ -20,15 +20,19 @@ import datetime as _dt
 import json
 import os
 import platform
+import pstats
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from minitransformer.autograd.function import Function
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 __all__ = [
+    "op_times",
     "RESULTS_DIR",
     "timeit",
     "timeit_many",
@@ -197,3 +201,30 @@ def _jsonable(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def op_times(stats: pstats.Stats) -> list[tuple[str, float, float, int]]:
+    """(op, forward s, backward s, calls) for every Function subclass that ran, by total.
+
+    From a cProfile run of our code: each op's forward and backward are found by the file
+    and line where they are defined; the seconds are cumulative (with what they call).
+    """
+
+    # pstats keys are (file, first line, name); values (prim. calls, calls, own s, total s, callers)
+    by_code = {key[:2]: value for key, value in stats.stats.items()}
+    rows = []
+    todo, seen = list(Function.__subclasses__()), set()
+    while todo:
+        op = todo.pop()
+        if op in seen:
+            continue
+        seen.add(op)
+        todo.extend(op.__subclasses__())
+        entries = []
+        for name in ("forward", "backward"):
+            code = getattr(op, name).__code__
+            entries.append(by_code.get((code.co_filename, code.co_firstlineno), (0, 0, 0.0, 0.0)))
+        forward, backward = entries
+        if forward[1] or backward[1]:
+            rows.append((op.__name__, forward[3], backward[3], forward[1]))
+    return sorted(rows, key=lambda r: -(r[1] + r[2]))

@@ -52,14 +52,13 @@ import torch
 import transformers
 
 import minitransformer as mt
-from minitransformer.autograd.function import Function
 from minitransformer.backend import erf
 from minitransformer.pretrained import BertModel, minilm_folder
 
 try:
-    from benchmarks._common import Table, save_results, timeit_stats
+    from benchmarks._common import Table, op_times, save_results, timeit_stats
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from _common import Table, save_results, timeit_stats
+    from _common import Table, op_times, save_results, timeit_stats
 
 TARGET = 1.3  # our time / torch (sdpa)
 # Function subclasses grouped under the names the report uses
@@ -173,22 +172,9 @@ def candidates(enc: dict[str, np.ndarray]) -> dict[str, Callable[[], np.ndarray]
 # ---------------------------------------------------------------- profile
 
 
-def op_times(stats: pstats.Stats) -> dict[str, tuple[float, int]]:
-    """Seconds in each Function subclass's forward (with what it calls), and its calls."""
-    by_code = {(f, line): (nc, ct) for (f, line, _), (_, nc, _, ct, _) in stats.stats.items()}
-    out: dict[str, tuple[float, int]] = {}
-    todo, seen = list(Function.__subclasses__()), set()
-    while todo:
-        op = todo.pop()
-        if op in seen:
-            continue
-        seen.add(op)
-        todo.extend(op.__subclasses__())
-        code = op.forward.__code__
-        entry = by_code.get((code.co_filename, code.co_firstlineno))
-        if entry is not None and entry[1] > 0:
-            out[op.__name__] = (entry[1], entry[0])
-    return out
+def forward_times(stats: pstats.Stats) -> dict[str, tuple[float, int]]:
+    """Seconds in each op's forward (with what it calls), and its calls."""
+    return {name: (fwd, calls) for name, fwd, _, calls in op_times(stats) if calls > 0}
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
@@ -257,7 +243,7 @@ def profile(enc: dict[str, np.ndarray], calls: int, repeat: int) -> dict:
         profiler.disable()
     stats = pstats.Stats(profiler)
     total = stats.total_tt / calls
-    ops = op_times(stats)
+    ops = forward_times(stats)
     by_category: dict[str, float] = {}
     for name, (seconds, _) in ops.items():
         key = CATEGORIES.get(name, "elementwise and other ops")

@@ -50,13 +50,12 @@ import torch
 
 import minitransformer as mt
 from minitransformer import nn
-from minitransformer.autograd.function import Function
 from minitransformer.nn import convert
 
 try:
-    from benchmarks._common import Table, save_results, timeit_stats
+    from benchmarks._common import Table, op_times, save_results, timeit_stats
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from _common import Table, save_results, timeit_stats
+    from _common import Table, op_times, save_results, timeit_stats
 
 VOCAB = 1000
 LAYERS = 2  # encoder and decoder layers of the full model
@@ -260,28 +259,6 @@ def _sub(state: dict, prefix: str) -> dict:
 
 
 # ---------------------------------------------------------------- profile
-
-
-def op_times(stats: pstats.Stats) -> list[tuple[str, float, float, int]]:
-    """(op, forward s, backward s, calls) for every Function subclass that ran, by total."""
-    # pstats keys are (file, first line, name); values (prim. calls, calls, own s, total s, callers)
-    by_code = {key[:2]: value for key, value in stats.stats.items()}
-    rows = []
-    todo, seen = list(Function.__subclasses__()), set()
-    while todo:
-        op = todo.pop()
-        if op in seen:
-            continue
-        seen.add(op)
-        todo.extend(op.__subclasses__())
-        entries = []
-        for name in ("forward", "backward"):
-            code = getattr(op, name).__code__
-            entries.append(by_code.get((code.co_filename, code.co_firstlineno), (0, 0, 0.0, 0.0)))
-        forward, backward = entries
-        if forward[1] or backward[1]:
-            rows.append((op.__name__, forward[3], backward[3], forward[1]))
-    return sorted(rows, key=lambda r: -(r[1] + r[2]))
 
 
 def profile(c: Config, steps: int) -> dict[str, dict]:

@@ -70,7 +70,6 @@ import torch
 import minitransformer as mt
 from minitransformer import functional as F
 from minitransformer import optim
-from minitransformer.autograd.function import Function
 from minitransformer.data import (
     Batch,
     data_dir,
@@ -85,9 +84,9 @@ from minitransformer.nn import Transformer, convert
 from minitransformer.tokenizers import BPETokenizer
 
 try:
-    from benchmarks._common import Table, save_results
+    from benchmarks._common import Table, op_times, save_results
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from _common import Table, save_results
+    from _common import Table, op_times, save_results
 
 TARGET_BLEU_GAP = 1.0  # ours may be at most this much below PyTorch
 TARGET_TIME_RATIO = 1.5  # ours / PyTorch
@@ -494,26 +493,10 @@ def profile_training(trainer: OursTrainer, batches: list, steps: int = 3) -> Non
     profiler.disable()
     stats = pstats.Stats(profiler)
     total = stats.total_tt
-    by_code = {(f, line): v for (f, line, _), v in stats.stats.items()}
-    rows = []
-    todo, seen = list(Function.__subclasses__()), set()
-    while todo:
-        op = todo.pop()
-        if op in seen:
-            continue
-        seen.add(op)
-        todo.extend(op.__subclasses__())
-        times = []
-        for name in ("forward", "backward"):
-            code = getattr(op, name).__code__
-            entry = by_code.get((code.co_filename, code.co_firstlineno))
-            times.append(0.0 if entry is None else entry[3])  # cumulative seconds
-        if sum(times):
-            rows.append((op.__name__, *times))
-    rows.sort(key=lambda r: -(r[1] + r[2]))
+    rows = op_times(stats)
     print(f"\nprofile of {steps} training steps of ours: {total:.2f} s")
     print(f"{'op':<24s}{'forward s':>11s}{'backward s':>12s}{'share':>8s}")
-    for name, fwd, bwd in rows[:15]:
+    for name, fwd, bwd, _ in rows[:15]:
         print(f"{name:<24s}{fwd:>11.3f}{bwd:>12.3f}{(fwd + bwd) / total:>8.1%}")
     stats.sort_stats("tottime").print_stats(15)
 
